@@ -1,0 +1,136 @@
+/* acceptor.c -- accept connections and hand them to workers.
+ *
+ * The acceptor never reads client data.  Each accepted socket goes to the
+ * next worker in turn as a JOB_NEW_CONN; above max_connections it gets the
+ * goodbye line instead and is closed.  When accept() fails for want of file
+ * descriptors the listener pauses briefly instead of spinning on EMFILE. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "acceptor.h"
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+
+/* Kernel backlog of not-yet-accepted connections. */
+#define ACCEPT_BACKLOG 1024
+/* Pause after EMFILE/ENFILE before accepting again. */
+#define ACCEPT_BACKOFF_MS 100
+#define MAX_LISTENERS 4
+
+struct listener {
+    struct evconnlistener *lev;
+    struct event *resume_ev;
+    enum transport transport;
+};
+
+static struct listener listeners[MAX_LISTENERS];
+static int nlisteners;
+static unsigned next_worker;
+
+static const char TOO_MANY[] =
+    "{\"status\":\"Bye!\",\"context\":\"api\",\"reason\":\"too many connections\"}\r\n";
+static const char TOO_MANY_HTTP[] = "HTTP/1.1 503 Service Unavailable\r\n"
+                                    "Content-Type: application/json\r\n"
+                                    "Connection: close\r\n"
+                                    "Content-Length: 69\r\n\r\n"
+                                    "{\"status\":\"Bye!\",\"context\":\"api\",\"reason\":"
+                                    "\"too many connections\"}";
+
+static void refuse(int fd, enum transport t)
+{
+    const char *text = t == TRANSPORT_WEBSOCKET ? TOO_MANY_HTTP : TOO_MANY;
+    size_t len = t == TRANSPORT_WEBSOCKET ? sizeof(TOO_MANY_HTTP) - 1 : sizeof(TOO_MANY) - 1;
+    ssize_t rc = send(fd, text, len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)rc; /* best effort: a fresh socket's buffer takes it */
+    close(fd);
+}
+
+static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *addr,
+                      int addrlen, void *arg)
+{
+    struct listener *l = arg;
+    if (!conn_slot_take(settings.max_connections)) {
+        log_warn("max_connections (%ld) reached: refusing a client", settings.max_connections);
+        refuse(fd, l->transport);
+        return;
+    }
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        close(fd);
+        conn_slot_release();
+        return;
+    }
+    job->type = JOB_NEW_CONN;
+    job->u.conn.fd = fd;
+    job->u.conn.transport = l->transport;
+    memcpy(&job->u.conn.addr, addr, (size_t)addrlen);
+    job->u.conn.addrlen = (socklen_t)addrlen;
+    worker_post(&workers[next_worker++ % (unsigned)nworkers], job);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+    struct listener *l = arg;
+    evconnlistener_enable(l->lev);
+}
+
+static void on_accept_error(struct evconnlistener *lev, void *arg)
+{
+    struct listener *l = arg;
+    int err = EVUTIL_SOCKET_ERROR();
+    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+        log_warn("accept: %s; pausing for %d ms", strerror(err), ACCEPT_BACKOFF_MS);
+        evconnlistener_disable(lev);
+        struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
+        event_add(l->resume_ev, &tv);
+    } else {
+        log_warn("accept: %s", strerror(err));
+    }
+}
+
+int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t)
+{
+    if (nlisteners == MAX_LISTENERS)
+        return -1;
+    char portstr[16];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    struct evutil_addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST;
+    int rc = evutil_getaddrinfo(bind, portstr, &hints, &ai);
+    if (rc != 0) {
+        log_error("cannot listen on %s:%d: %s", bind, port, evutil_gai_strerror(rc));
+        return -1;
+    }
+    struct listener *l = &listeners[nlisteners];
+    l->transport = t;
+    l->lev = evconnlistener_new_bind(base, on_accept, l,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                         LEV_OPT_CLOSE_ON_EXEC,
+                                     ACCEPT_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    evutil_freeaddrinfo(ai);
+    if (!l->lev) {
+        log_error("cannot listen on %s:%d: %s", bind, port, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(l->lev, on_accept_error);
+    l->resume_ev = evtimer_new(base, on_resume, l);
+    nlisteners++;
+    return 0;
+}
+
+void acceptor_close_all(void)
+{
+    for (int i = 0; i < nlisteners; i++) {
+        evconnlistener_free(listeners[i].lev);
+        event_free(listeners[i].resume_ev);
+    }
+    nlisteners = 0;
+}

@@ -1,0 +1,257 @@
+/* config.c -- the table of settings and its parsers.
+ *
+ * Every key lives once in config_keys[] with its type, default, bounds and
+ * a line of help; the file parser, the command line and --help all read the
+ * same table, so a key cannot be known to one and not the others. */
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "config.h"
+#include "log.h"
+
+struct roomd_config settings;
+
+enum key_type { KEY_STR, KEY_INT, KEY_LONG, KEY_BOOL };
+
+struct config_key {
+    const char *name;
+    enum key_type type;
+    size_t offset;
+    const char *def;
+    long min, max;
+    const char *help;
+};
+
+#define OFF(field) offsetof(struct roomd_config, field)
+
+static const struct config_key config_keys[] = {
+    {"bind", KEY_STR, OFF(bind), "0.0.0.0", 0, 0, "address of the TCP line listener"},
+    {"port", KEY_INT, OFF(port), "5000", 0, 65535, "TCP line port; 0 turns it off"},
+    {"websocket_bind", KEY_STR, OFF(websocket_bind), "0.0.0.0", 0, 0,
+     "address of the WebSocket listener"},
+    {"websocket_port", KEY_INT, OFF(websocket_port), "8080", 0, 65535,
+     "WebSocket port; 0 turns it off"},
+    {"admin_bind", KEY_STR, OFF(admin_bind), "127.0.0.1", 0, 0, "address of the admin HTTP API"},
+    {"admin_port", KEY_INT, OFF(admin_port), "8081", 0, 65535, "admin HTTP port; 0 turns it off"},
+    {"admin_key", KEY_STR, OFF(admin_key), "", 0, 0,
+     "bearer key of the admin API; empty turns the API off"},
+    {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core"},
+    {"store", KEY_STR, OFF(store), "memory", 0, 0, "memory, or redis://HOST:PORT[/DB]"},
+    {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis"},
+    {"server_id", KEY_STR, OFF(server_id), "", 0, 0,
+     "this server's name in a cluster (default: host name and port)"},
+    {"starting_rooms", KEY_STR, OFF(starting_rooms), "defaultRoom", 0, 0,
+     "comma-separated rooms created at boot"},
+    {"default_room", KEY_STR, OFF(default_room), "defaultRoom", 0, 0,
+     "room new connections join (empty: none)"},
+    {"welcome_message", KEY_STR, OFF(welcome_message), "Hello! Welcome to the roomd api", 0, 0,
+     "text of the welcome message"},
+    {"announcements", KEY_BOOL, OFF(announcements), "true", 0, 1,
+     "announce joins and leaves to the room"},
+    {"max_connections", KEY_LONG, OFF(max_connections), "10000", 1, 10000000,
+     "connections above this are refused"},
+    {"max_line", KEY_LONG, OFF(max_line), "65536", 16, 1L << 30,
+     "longest request line or frame, in bytes"},
+    {"max_room_name", KEY_LONG, OFF(max_room_name), "256", 1, 65536,
+     "longest room name, in bytes"},
+    {"max_params", KEY_LONG, OFF(max_params), "64", 0, 1000000, "params per connection"},
+    {"output_limit", KEY_LONG, OFF(output_limit), "8388608", 1024, 1L << 40,
+     "pending output bytes before a client is dropped as a slow reader"},
+    {"say_rate", KEY_LONG, OFF(say_rate), "100", 0, 100000000,
+     "say requests per second per connection; 0 off"},
+    {"say_burst", KEY_LONG, OFF(say_burst), "200", 0, 100000000, "say token bucket size"},
+    {"idle_timeout", KEY_LONG, OFF(idle_timeout), "0", 0, 100000000,
+     "seconds without input before a client is closed; 0 off"},
+    {"room_view_limit", KEY_LONG, OFF(room_view_limit), "1000", 0, 100000000,
+     "members listed by roomView"},
+    {"token_secret", KEY_STR, OFF(token_secret), "", 0, 0,
+     "HS256 secret of the auth verb; empty turns it off"},
+    {"log_level", KEY_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error"},
+    {"pid_file", KEY_STR, OFF(pid_file), "", 0, 0, "write the process id here"},
+};
+
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+static const struct config_key *config_find(const char *key)
+{
+    char name[64];
+    size_t i;
+    for (i = 0; key[i] && i < sizeof(name) - 1; i++)
+        name[i] = (key[i] == '-') ? '_' : key[i];
+    if (key[i])
+        return NULL;
+    name[i] = '\0';
+    for (i = 0; i < NKEYS; i++)
+        if (strcmp(config_keys[i].name, name) == 0)
+            return &config_keys[i];
+    return NULL;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    if (!strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on") ||
+        !strcmp(v, "1")) {
+        *out = true;
+        return 0;
+    }
+    if (!strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off") ||
+        !strcmp(v, "0")) {
+        *out = false;
+        return 0;
+    }
+    return -1;
+}
+
+static int config_apply(struct roomd_config *cfg, const struct config_key *k, const char *value,
+                        char *err, size_t errlen)
+{
+    char *base = (char *)cfg + k->offset;
+    switch (k->type) {
+    case KEY_STR: {
+        char *copy = strdup(value);
+        if (!copy) {
+            snprintf(err, errlen, "%s: out of memory", k->name);
+            return -1;
+        }
+        free(*(char **)base);
+        *(char **)base = copy;
+        return 0;
+    }
+    case KEY_BOOL:
+        if (parse_bool(value, (bool *)base) < 0) {
+            snprintf(err, errlen, "%s: '%s' is not a boolean (true or false)", k->name, value);
+            return -1;
+        }
+        return 0;
+    case KEY_INT:
+    case KEY_LONG: {
+        char *end;
+        errno = 0;
+        long n = strtol(value, &end, 10);
+        if (errno || end == value || *end != '\0') {
+            snprintf(err, errlen, "%s: '%s' is not a number", k->name, value);
+            return -1;
+        }
+        if (n < k->min || n > k->max) {
+            snprintf(err, errlen, "%s: %ld is out of range [%ld, %ld]", k->name, n, k->min,
+                     k->max);
+            return -1;
+        }
+        if (k->type == KEY_INT)
+            *(int *)base = (int)n;
+        else
+            *(long *)base = n;
+        return 0;
+    }
+    }
+    return -1;
+}
+
+void config_init(struct roomd_config *cfg)
+{
+    char err[256];
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < NKEYS; i++)
+        if (config_apply(cfg, &config_keys[i], config_keys[i].def, err, sizeof(err)) < 0)
+            abort(); /* a bad built-in default is a programming error */
+}
+
+void config_free(struct roomd_config *cfg)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        if (config_keys[i].type == KEY_STR) {
+            char **p = (char **)((char *)cfg + config_keys[i].offset);
+            free(*p);
+            *p = NULL;
+        }
+}
+
+int config_set(struct roomd_config *cfg, const char *key, const char *value, char *err,
+               size_t errlen)
+{
+    const struct config_key *k = config_find(key);
+    if (!k) {
+        snprintf(err, errlen, "unknown configuration key '%s'", key);
+        return -1;
+    }
+    return config_apply(cfg, k, value, err, errlen);
+}
+
+/* Trim leading and trailing white space in place. */
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+int config_load_file(struct roomd_config *cfg, const char *path, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    char line[4096];
+    int lineno = 0, rc = 0;
+    while (fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *s = trim(line);
+        if (*s == '\0' || *s == '#')
+            continue;
+        char *eq = strchr(s, '=');
+        if (!eq) {
+            snprintf(err, errlen, "%s:%d: expected 'key = value'", path, lineno);
+            rc = -1;
+            break;
+        }
+        *eq = '\0';
+        char *key = trim(s), *value = trim(eq + 1);
+        size_t vlen = strlen(value);
+        if (vlen >= 2 && value[0] == '"' && value[vlen - 1] == '"') {
+            value[vlen - 1] = '\0';
+            value++;
+        }
+        char why[256];
+        if (config_set(cfg, key, value, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            rc = -1;
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int config_validate(const struct roomd_config *cfg, char *err, size_t errlen)
+{
+    if (strcmp(cfg->store, "memory") != 0) {
+        snprintf(err, errlen, "store: '%s' is not available in this build (only 'memory')",
+                 cfg->store);
+        return -1;
+    }
+    if (log_level_parse(cfg->log_level) < 0) {
+        snprintf(err, errlen, "log_level: '%s' is not one of debug, info, warn, error",
+                 cfg->log_level);
+        return -1;
+    }
+    if (*cfg->default_room && (long)strlen(cfg->default_room) > cfg->max_room_name) {
+        snprintf(err, errlen, "default_room: longer than max_room_name");
+        return -1;
+    }
+    return 0;
+}
+
+void config_print_keys(FILE *out)
+{
+    for (size_t i = 0; i < NKEYS; i++)
+        fprintf(out, "  --%-18s %-34s (default: %s)\n", config_keys[i].name, config_keys[i].help,
+                *config_keys[i].def ? config_keys[i].def : "empty");
+}

@@ -1,0 +1,63 @@
+/* config.h -- roomd's settings: built-in defaults, a key = value file and
+ * --key=value overrides, in that order of precedence (last wins). */
+#ifndef ROOMD_CONFIG_H
+#define ROOMD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+
+struct roomd_config {
+    char *bind;
+    int port;
+    char *websocket_bind;
+    int websocket_port;
+    char *admin_bind;
+    int admin_port;
+    char *admin_key;
+    int workers;
+    char *store;
+    char *redis_prefix;
+    char *server_id;
+    char *starting_rooms; /* comma-separated */
+    char *default_room;
+    char *welcome_message;
+    bool announcements;
+    long max_connections;
+    long max_line;
+    long max_room_name;
+    long max_params;
+    long output_limit;
+    long say_rate;
+    long say_burst;
+    long idle_timeout;
+    long room_view_limit;
+    char *token_secret;
+    char *log_level;
+    char *pid_file;
+};
+
+/* The running configuration (memcached's `settings`): written at start-up
+ * before any thread starts, read-only afterwards. */
+extern struct roomd_config settings;
+
+/* Fill every key with its built-in default. */
+void config_init(struct roomd_config *cfg);
+void config_free(struct roomd_config *cfg);
+
+/* Set one key from its text value. Dashes in KEY count as underscores.
+ * Returns 0, or -1 with a message naming the key in ERR. */
+int config_set(struct roomd_config *cfg, const char *key, const char *value, char *err,
+               size_t errlen);
+
+/* Read a key = value file ('#' starts a comment). Returns 0, or -1 with the
+ * file, line and key in ERR. */
+int config_load_file(struct roomd_config *cfg, const char *path, char *err, size_t errlen);
+
+/* Checks across keys and of features not built yet; 0 or -1 with ERR. */
+int config_validate(const struct roomd_config *cfg, char *err, size_t errlen);
+
+/* Print every key, its default and meaning (for --help). */
+void config_print_keys(FILE *out);
+
+#endif

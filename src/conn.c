@@ -1,0 +1,404 @@
+/* conn.c -- a connection's life: creation, output, limits, closing.
+ *
+ * Output goes into the bufferevent's evbuffer; libevent writes it as the
+ * socket allows.  A client whose pending output passes output_limit is not
+ * reading and is dropped at once (Redis' client-output-buffer-limit), so a
+ * stalled reader costs at most output_limit bytes and slows nobody else. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <uuid/uuid.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "proto.h"
+#include "registry.h"
+#include "verbs.h"
+
+/* How long a closing connection may take to accept its goodbye. */
+#define CLOSE_DRAIN_TIMEOUT_SEC 2
+
+static atomic_uint_fast64_t next_serial = 1;
+static atomic_long live_conns;
+static atomic_long conns_by_transport[2];
+
+/* ------------------------------------------------- connections by id */
+
+struct conn_ref {
+    UT_hash_handle hh;
+    char id[CONN_ID_LEN + 1];
+    int worker;
+    uint64_t serial;
+};
+
+static pthread_mutex_t index_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct conn_ref *conn_index;
+
+static void index_add(const struct conn *c)
+{
+    struct conn_ref *r = malloc(sizeof(*r));
+    if (!r)
+        return;
+    memcpy(r->id, c->id, sizeof(r->id));
+    r->worker = c->worker->index;
+    r->serial = c->serial;
+    pthread_mutex_lock(&index_lock);
+    HASH_ADD_STR(conn_index, id, r);
+    pthread_mutex_unlock(&index_lock);
+}
+
+static void index_del(const struct conn *c)
+{
+    struct conn_ref *r;
+    pthread_mutex_lock(&index_lock);
+    HASH_FIND_STR(conn_index, c->id, r);
+    if (r)
+        HASH_DEL(conn_index, r);
+    pthread_mutex_unlock(&index_lock);
+    free(r);
+}
+
+bool conn_lookup(const char *id, int *worker, uint64_t *serial)
+{
+    struct conn_ref *r;
+    pthread_mutex_lock(&index_lock);
+    HASH_FIND_STR(conn_index, id, r);
+    if (r) {
+        *worker = r->worker;
+        *serial = r->serial;
+    }
+    pthread_mutex_unlock(&index_lock);
+    return r != NULL;
+}
+
+long conn_live_count(void)
+{
+    return atomic_load(&live_conns);
+}
+
+long conn_count_by_transport(enum transport t)
+{
+    return atomic_load(&conns_by_transport[t]);
+}
+
+bool conn_slot_take(long max)
+{
+    long n = atomic_load(&live_conns);
+    while (n < max)
+        if (atomic_compare_exchange_weak(&live_conns, &n, n + 1))
+            return true;
+    return false;
+}
+
+void conn_slot_release(void)
+{
+    atomic_fetch_sub(&live_conns, 1);
+}
+
+/* ------------------------------------------------------------ helpers */
+
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void schedule_reap(struct conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    c->reap_next = c->worker->reap_list;
+    c->worker->reap_list = c;
+    event_active(c->worker->reap_ev, 0, 0);
+}
+
+/* Pending output past the limit means the client is not reading. */
+static void check_output_limit(struct conn *c)
+{
+    size_t pending = evbuffer_get_length(bufferevent_get_output(c->bev));
+    if ((long)pending > settings.output_limit)
+        conn_abort(c, "output buffer limit exceeded");
+}
+
+/* --------------------------------------------------------- callbacks */
+
+static void on_read(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (!c->dead && !c->closing)
+        c->proto->on_read(c);
+}
+
+static void on_drained(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        schedule_reap(c);
+}
+
+static void on_event(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+        conn_abort(c, NULL);
+    else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing)
+        conn_close(c, "idle timeout");
+    else if (what & BEV_EVENT_TIMEOUT)
+        conn_abort(c, "output not drained in time");
+}
+
+/* ----------------------------------------------------------- lifetime */
+
+static json_object *initial_attributes(const struct conn *c, const struct sockaddr *addr)
+{
+    char ip[INET6_ADDRSTRLEN] = "";
+    int port = 0;
+    if (addr->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        port = ntohs(in->sin_port);
+    } else if (addr->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(in6->sin6_port);
+    }
+    json_object *a = json_object_new_object();
+    json_object_object_add(a, "id", json_object_new_string(c->id));
+    json_object_object_add(
+        a, "type",
+        json_object_new_string(c->transport == TRANSPORT_WEBSOCKET ? "websocket" : "socket"));
+    json_object_object_add(a, "remoteIP", json_object_new_string(ip));
+    json_object_object_add(a, "remotePort", json_object_new_int(port));
+    json_object_object_add(a, "connectedAt", json_object_new_int64(c->connected_at));
+    json_object_object_add(a, "authenticated", json_object_new_boolean(0));
+    return a;
+}
+
+struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
+                      int addrlen)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (!c)
+        goto fail;
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    evutil_make_socket_nonblocking(fd);
+    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!c->bev)
+        goto fail;
+    c->serial = atomic_fetch_add(&next_serial, 1);
+    uuid_t uu;
+    uuid_generate_random(uu);
+    uuid_unparse_lower(uu, c->id);
+    c->worker = w;
+    c->transport = t;
+    c->proto = proto_for(t);
+    c->connected_at = now_ms();
+    c->attributes = initial_attributes(c, addr);
+    c->params = json_object_new_object();
+    c->say_tokens = (double)settings.say_burst;
+    c->say_refill_at = monotonic_ms();
+    HASH_ADD(hh, w->conns, serial, sizeof(c->serial), c);
+    index_add(c);
+    atomic_fetch_add(&conns_by_transport[t], 1);
+
+    bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
+    if (settings.idle_timeout > 0) {
+        struct timeval idle = {settings.idle_timeout, 0};
+        bufferevent_set_timeouts(c->bev, &idle, NULL);
+    }
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (c->proto->on_open)
+        c->proto->on_open(c);
+    return c;
+fail:
+    log_error("cannot set up a new connection: out of memory");
+    if (c && c->bev)
+        bufferevent_free(c->bev);
+    else
+        close(fd);
+    free(c);
+    conn_slot_release();
+    return NULL;
+}
+
+void conn_send_json(struct conn *c, json_object *obj)
+{
+    if (!c->dead) {
+        size_t len;
+        const char *text = json_object_to_json_string_length(obj, ROOMD_JSON_FLAGS, &len);
+        c->proto->send(c, text, len);
+        check_output_limit(c);
+    }
+    json_object_put(obj);
+}
+
+void conn_send_msg(struct conn *c, const struct msg *m)
+{
+    if (c->dead || c->closing)
+        return;
+    c->proto->send_msg(c, m);
+    worker_count(c->worker, stat_delivered);
+    check_output_limit(c);
+}
+
+static json_object *goodbye_json(const char *reason)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status", json_object_new_string("Bye!"));
+    json_object_object_add(o, "context", json_object_new_string("api"));
+    json_object_object_add(o, "reason", json_object_new_string(reason));
+    return o;
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+    if (c->dead || c->closing)
+        return;
+    if (reason) {
+        conn_send_json(c, goodbye_json(reason));
+        if (c->dead)
+            return;
+    }
+    if (c->proto->send_close)
+        c->proto->send_close(c, 1000);
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+        schedule_reap(c);
+        return;
+    }
+    struct timeval drain = {CLOSE_DRAIN_TIMEOUT_SEC, 0};
+    bufferevent_set_timeouts(c->bev, NULL, &drain);
+    bufferevent_setcb(c->bev, NULL, on_drained, on_event, c);
+}
+
+void conn_abort(struct conn *c, const char *why)
+{
+    if (c->dead)
+        return;
+    if (why) {
+        log_warn("closing connection %s (%s:%d): %s", c->id,
+                 json_object_get_string(json_object_object_get(c->attributes, "remoteIP")),
+                 json_object_get_int(json_object_object_get(c->attributes, "remotePort")), why);
+        if (strcmp(why, "output buffer limit exceeded") == 0) {
+            worker_count(c->worker, stat_slow_dropped);
+            /* Best effort: the goodbye goes after what is pending. */
+            json_object *bye = goodbye_json(why);
+            size_t len;
+            const char *text = json_object_to_json_string_length(bye, ROOMD_JSON_FLAGS, &len);
+            c->proto->send(c, text, len);
+            json_object_put(bye);
+            if (c->proto->send_close)
+                c->proto->send_close(c, 1008);
+        }
+    }
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    schedule_reap(c);
+}
+
+void conn_reap(struct conn *c)
+{
+    verbs_disconnected(c); /* leave the room (announced), stop listening */
+    HASH_DEL(c->worker->conns, c);
+    index_del(c);
+    atomic_fetch_sub(&conns_by_transport[c->transport], 1);
+    bufferevent_free(c->bev);
+    json_object_put(c->attributes);
+    json_object_put(c->params);
+    free(c->room);
+    for (int i = 0; i < c->nlistening; i++)
+        free(c->listening[i].room);
+    free(c->listening);
+    free(c);
+    conn_slot_release();
+}
+
+/* ------------------------------------------------------------ replies */
+
+void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_data)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status", json_object_new_string("OK"));
+    json_object_object_add(o, "context", json_object_new_string("response"));
+    if (has_data)
+        json_object_object_add(o, "data", data);
+    json_object_object_add(o, "messageCount", json_object_new_uint64(count));
+    conn_send_json(c, o);
+}
+
+void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err)
+{
+    const char *text = err_text(err);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "status", json_object_new_string(text));
+    json_object_object_add(o, "context", json_object_new_string("response"));
+    json_object_object_add(o, "error", json_object_new_string(text));
+    json_object_object_add(o, "data", json_object_new_boolean(0));
+    json_object_object_add(o, "messageCount", json_object_new_uint64(count));
+    conn_send_json(c, o);
+}
+
+/* ------------------------------------------------------------- state */
+
+bool conn_say_allowed(struct conn *c)
+{
+    if (settings.say_rate <= 0)
+        return true;
+    int64_t now = monotonic_ms();
+    double cap = settings.say_burst > 0 ? (double)settings.say_burst : 1.0;
+    c->say_tokens += (double)(now - c->say_refill_at) * (double)settings.say_rate / 1000.0;
+    if (c->say_tokens > cap)
+        c->say_tokens = cap;
+    c->say_refill_at = now;
+    if (c->say_tokens < 1.0)
+        return false;
+    c->say_tokens -= 1.0;
+    return true;
+}
+
+json_object *conn_details(const struct conn *c)
+{
+    json_object *o = json_object_new_object();
+    static const char *const builtins[] = {"id", "type", "remoteIP", "remotePort",
+                                           "connectedAt"};
+    for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
+        json_object_object_add(o, builtins[i],
+                               json_object_get(json_object_object_get(c->attributes, builtins[i])));
+    json_object_object_add(o, "room", c->room ? json_object_new_string(c->room) : NULL);
+    json_object *rooms = json_object_new_array();
+    for (int i = 0; i < c->nlistening; i++)
+        json_object_array_add(rooms, json_object_new_string(c->listening[i].room));
+    json_object_object_add(o, "listeningRooms", rooms);
+    json_object_object_add(o, "params", json_object_get(c->params));
+    json_object_object_add(o, "attributes", json_object_get(c->attributes));
+    return o;
+}
+
+int conn_listen_find(const struct conn *c, const char *room)
+{
+    for (int i = 0; i < c->nlistening; i++)
+        if (strcmp(c->listening[i].room, room) == 0)
+            return i;
+    return -1;
+}
+
+void conn_listen_remove_at(struct conn *c, int i)
+{
+    free(c->listening[i].room);
+    memmove(&c->listening[i], &c->listening[i + 1],
+            (size_t)(c->nlistening - i - 1) * sizeof(c->listening[0]));
+    c->nlistening--;
+}

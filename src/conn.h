@@ -1,0 +1,107 @@
+/* conn.h -- one client connection: its socket, its state, its output.
+ *
+ * A connection belongs to exactly one worker and is only touched on that
+ * worker's thread.  It never frees itself inside a callback: conn_close()
+ * marks it and the worker reaps it on the next loop turn, so fan-out loops
+ * and libevent callbacks may always finish with the pointer they hold. */
+#ifndef ROOMD_CONN_H
+#define ROOMD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+#include <json-c/json.h>
+#include <uthash.h>
+
+#include "errors.h"
+#include "worker.h"
+
+#define CONN_ID_LEN 36
+
+struct listen_entry {
+    char *room;
+    uint64_t uid;
+};
+
+struct conn_proto; /* the transport's framing: proto_line.c, proto_ws.c */
+struct msg;
+
+struct conn {
+    UT_hash_handle hh; /* worker's table, by serial */
+    uint64_t serial;   /* process-unique, never reused */
+    char id[CONN_ID_LEN + 1];
+    struct worker *worker;
+    struct bufferevent *bev;
+    const struct conn_proto *proto;
+    enum transport transport;
+    int64_t connected_at;
+
+    json_object *attributes; /* built-ins and server-set ones */
+    json_object *params;     /* client-set, never used for auth */
+
+    char *room; /* NULL when in no room; kept when the room is deleted */
+    uint64_t room_uid;
+    struct listen_entry *listening;
+    int nlistening;
+
+    uint64_t request_count; /* messageCount of the last request */
+    double say_tokens;
+    int64_t say_refill_at; /* monotonic ms */
+
+    bool skipping_line; /* the rest of an overlong line is being dropped */
+    bool closing;       /* goodbye sent, waiting for the output to drain */
+    bool dead;          /* on the reap list */
+    struct conn *reap_next;
+};
+
+/* The transport hooks a connection's protocol provides. */
+struct conn_proto {
+    /* The socket was just accepted (a line client is welcomed here). */
+    void (*on_open)(struct conn *c);
+    /* Input arrived in the bufferevent's input buffer. */
+    void (*on_read)(struct conn *c);
+    /* Queue one JSON text (LEN bytes) for the client. */
+    void (*send)(struct conn *c, const char *json, size_t len);
+    /* Queue a shared message (its bytes end in "\r\n", not counted in len). */
+    void (*send_msg)(struct conn *c, const struct msg *m);
+    /* Queue whatever ends the session (a WebSocket close frame); may be NULL. */
+    void (*send_close)(struct conn *c, int code);
+};
+
+/* Take ownership of an accepted socket on worker W: welcome, default room. */
+struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
+                      int addrlen);
+/* Send an object to the client (consumes OBJ). */
+void conn_send_json(struct conn *c, json_object *obj);
+/* Send a shared message; drops the connection past output_limit. */
+void conn_send_msg(struct conn *c, const struct msg *m);
+/* Say goodbye with REASON (NULL: none) and close once the output drained. */
+void conn_close(struct conn *c, const char *reason);
+/* Close at once, discarding pending output (peer gone, slow reader). */
+void conn_abort(struct conn *c, const char *why);
+/* Free what conn_close/conn_abort marked; the worker calls it. */
+void conn_reap(struct conn *c);
+
+/* Replies to request COUNT: {"status":"OK",...} and the error form. */
+void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_data);
+void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err);
+
+/* Whether the token bucket allows one more say now (and takes a token). */
+bool conn_say_allowed(struct conn *c);
+/* detailsView data. */
+json_object *conn_details(const struct conn *c);
+
+/* The listening list. */
+int conn_listen_find(const struct conn *c, const char *room);
+void conn_listen_remove_at(struct conn *c, int i);
+
+/* Connections by id, across threads: where a connection lives. */
+bool conn_lookup(const char *id, int *worker, uint64_t *serial);
+long conn_live_count(void);
+long conn_count_by_transport(enum transport t);
+/* Reserve a slot under max_connections (the acceptor); false when full. */
+bool conn_slot_take(long max);
+void conn_slot_release(void);
+
+#endif

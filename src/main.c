@@ -1,0 +1,200 @@
+/* main.c -- start-up, signals and the graceful stop.
+ *
+ * The main thread is the acceptor: it parses the configuration, creates the
+ * rooms of starting_rooms, starts the workers, opens the listeners and then
+ * runs its own event loop for accepts and signals until SIGTERM/SIGINT. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "acceptor.h"
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+#include "registry.h"
+#include "store.h"
+#include "verbs.h"
+#include "worker.h"
+
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: roomd [-c FILE] [--key=value ...]\n"
+            "       roomd --help | --version\n\n"
+            "A chat daemon: rooms for TCP line clients.\n"
+            "Settings come from built-in defaults, then FILE (key = value lines),\n"
+            "then --key=value options (dashes and underscores are the same).\n\n"
+            "Options:\n"
+            "  -c, --config FILE    read settings from FILE\n"
+            "  -h, --help           show this help\n"
+            "  -V, --version        show the version\n\n"
+            "Settings:\n");
+    config_print_keys(out);
+}
+
+/* Apply the command line: -c FILE first, then every --key=value. */
+static int parse_args(int argc, char **argv)
+{
+    const char *file = NULL;
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            printf("roomd %s\n", PACKAGE_VERSION);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            if (++i == argc) {
+                fprintf(stderr, "roomd: %s needs a file name\n", argv[i - 1]);
+                return -1;
+            }
+            file = argv[i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            file = argv[i] + 9;
+        } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
+            fprintf(stderr, "roomd: unexpected argument '%s' (see roomd --help)\n", argv[i]);
+            return -1;
+        }
+    }
+    if (file && config_load_file(&settings, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "roomd: %s\n", err);
+        return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--config=", 9))
+            continue;
+        char *arg = strdup(argv[i] + 2);
+        char *eq = strchr(arg, '=');
+        *eq = '\0';
+        int rc = config_set(&settings, arg, eq + 1, err, sizeof(err));
+        free(arg);
+        if (rc < 0) {
+            fprintf(stderr, "roomd: %s\n", err);
+            return -1;
+        }
+    }
+    if (config_validate(&settings, err, sizeof(err)) < 0) {
+        fprintf(stderr, "roomd: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Create every room named in starting_rooms (comma-separated). */
+static int create_starting_rooms(void)
+{
+    char *list = strdup(settings.starting_rooms), *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        while (*name == ' ')
+            name++;
+        size_t len = strlen(name);
+        while (len > 0 && name[len - 1] == ' ')
+            name[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (!verbs_room_name_valid(name, len, (size_t)settings.max_room_name)) {
+            log_error("starting_rooms: '%s' is not a valid room name", name);
+            free(list);
+            return -1;
+        }
+        store_room_add(name);
+    }
+    free(list);
+    return 0;
+}
+
+static void write_pid_file(void)
+{
+    if (!*settings.pid_file)
+        return;
+    FILE *f = fopen(settings.pid_file, "w");
+    if (!f) {
+        log_warn("pid_file %s: cannot write it", settings.pid_file);
+        return;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    struct event_base *base = arg;
+    log_info("signal %d: stopping", (int)sig);
+    acceptor_close_all();
+    admin_stop();
+    workers_stop();
+    event_base_loopexit(base, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    log_info("SIGHUP: nothing to reload in this version");
+}
+
+int main(int argc, char **argv)
+{
+    config_init(&settings);
+    if (parse_args(argc, argv) < 0) {
+        config_free(&settings);
+        return 2;
+    }
+    log_set_level((enum log_level)log_level_parse(settings.log_level));
+    signal(SIGPIPE, SIG_IGN);
+
+    int n = settings.workers > 0 ? settings.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    /* Locking on for the main base only: workers hand it admin answers. */
+    evthread_use_pthreads();
+    struct event_base *base = event_base_new();
+    main_base = base;
+    if (!base || registry_init(n) < 0 || store_open() < 0 || create_starting_rooms() < 0 ||
+        workers_start(n) < 0)
+        return 1;
+    if (settings.port > 0 &&
+        acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0)
+        return 1;
+    if (settings.websocket_port > 0)
+        log_warn("websocket_port %d: the WebSocket transport is not in this version",
+                 settings.websocket_port);
+    if (admin_start(base) < 0)
+        return 1;
+
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, base);
+    struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, base);
+    struct event *sighup = evsignal_new(base, SIGHUP, on_hup, base);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+    write_pid_file();
+    log_info("roomd ready: port %d, admin port %d, %d workers, store %s", settings.port,
+             *settings.admin_key ? settings.admin_port : 0, n, settings.store);
+
+    event_base_dispatch(base);
+
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    workers_free();
+    store_close();
+    registry_shutdown();
+    event_base_free(base);
+    if (*settings.pid_file)
+        unlink(settings.pid_file);
+    log_info("roomd stopped");
+    config_free(&settings);
+    return 0;
+}

@@ -1,0 +1,37 @@
+/* request.h -- a client request, parsed: a verb line ("roomChange lobby")
+ * or a JSON request ({"event":"roomChange","room":"lobby"}).
+ *
+ * The parser knows syntax, not verbs: verbs.c asks for the arguments it
+ * needs by name and gets the same answer from either form. */
+#ifndef ROOMD_REQUEST_H
+#define ROOMD_REQUEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "errors.h"
+
+struct request {
+    char *verb;       /* the first word, or the JSON "event" */
+    char *arg;        /* verb line: the rest after one space; NULL if none */
+    size_t arg_len;
+    json_object *json; /* JSON request: the whole object */
+};
+
+/* Parse LINE (LEN bytes, valid UTF-8).  Returns ERR_NONE or
+ * ERR_INVALID_REQUEST; request_free() in both cases. */
+enum roomd_err request_parse(const char *line, size_t len, struct request *req);
+void request_free(struct request *req);
+
+/* Argument NAME: in a verb line the rest of the line; in a JSON request the
+ * string field NAME.  NULL when absent (or not a string); *LEN its bytes. */
+const char *request_arg(const struct request *req, const char *name, size_t *len);
+
+/* paramAdd's KEY and VALUE.  The line form splits at the first '=' or
+ * space; JSON uses "key" and "value" (a non-string value as its JSON text).
+ * Returns false when the key is missing or empty.  Results are malloc'd. */
+bool request_param(const struct request *req, char **key, char **value);
+
+#endif

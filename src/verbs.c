@@ -1,0 +1,507 @@
+/* verbs.c -- the verbs of the chat protocol.
+ *
+ * Each verb checks its arguments, asks the store for what must be shared
+ * and replies from the store's callback.  Replies carry the number of the
+ * request they answer (messageCount), counted when the request arrived. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "request.h"
+#include "store.h"
+#include "utf8.h"
+#include "verbs.h"
+
+static const char *const TEXT_ENTERED = "I have entered the room";
+static const char *const TEXT_LEFT = "I have left the room";
+
+/* A request waiting for the store: who asked, which request, which room. */
+struct pending {
+    struct conn *c;
+    uint64_t count;
+    char *room;
+    bool welcome; /* the default-room join of a new session */
+    verbs_member_cb member_cb; /* addMember from the server side */
+    void *member_ctx;
+};
+
+static struct pending *pending_new(struct conn *c, uint64_t count, const char *room, size_t len)
+{
+    struct pending *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->c = c;
+    p->count = count;
+    if (room && !(p->room = strndup(room, len))) {
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static void pending_free(struct pending *p)
+{
+    free(p->room);
+    free(p);
+}
+
+bool verbs_room_name_valid(const char *name, size_t len, size_t max)
+{
+    if (len == 0 || len > max || !utf8_valid(name, len))
+        return false;
+    const unsigned char *s = (const unsigned char *)name;
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < 0x20 || s[i] == 0x7f)
+            return false;
+        if (s[i] == 0xc2 && i + 1 < len && s[i + 1] >= 0x80 && s[i + 1] <= 0x9f)
+            return false; /* C1 controls, U+0080..U+009F */
+    }
+    return true;
+}
+
+/* Say TEXT into ROOM as C (announcements), unless announcements are off. */
+static void announce(struct conn *c, const char *room, uint64_t uid, const char *text)
+{
+    if (!settings.announcements)
+        return;
+    json_object *chat = msg_chat_json(json_object_new_string(text), room, c->id);
+    struct msg *m = msg_new(chat);
+    json_object_put(chat);
+    if (!m)
+        return;
+    store_publish(c->worker, room, uid, m, c->serial);
+    msg_unref(m);
+}
+
+/* Leave the current room, announcing it if the room still exists.
+ * Returns whether the connection was in a room. */
+static bool leave_room(struct conn *c)
+{
+    if (!c->room)
+        return false;
+    char *room = c->room;
+    uint64_t uid = c->room_uid;
+    c->room = NULL;
+    c->room_uid = 0;
+    worker_unsubscribe(c->worker, room, uid, c, SUB_MEMBER);
+    if (store_room_alive(room, uid)) {
+        store_leave(c->worker, room, uid, c->id, NULL, NULL);
+        announce(c, room, uid, TEXT_LEFT);
+    }
+    free(room);
+    return true;
+}
+
+/* Whether C is a member of the live room NAME. */
+static bool in_live_room(const struct conn *c, const char *name)
+{
+    return c->room && strcmp(c->room, name) == 0 && store_room_alive(c->room, c->room_uid);
+}
+
+/* Fetch and check a ROOM argument; replies with the error and returns
+ * NULL when it is missing or malformed. */
+static const char *room_arg(struct conn *c, uint64_t count, const struct request *req,
+                            size_t *len)
+{
+    const char *room = request_arg(req, "room", len);
+    if (!room || *len == 0) {
+        conn_reply_err(c, count, ERR_ROOM_REQUIRED);
+        return NULL;
+    }
+    if (!verbs_room_name_valid(room, *len, (size_t)settings.max_room_name) ||
+        strlen(room) != *len) {
+        conn_reply_err(c, count, ERR_INVALID_ROOM_NAME);
+        return NULL;
+    }
+    return room;
+}
+
+/* ---------------------------------------------------------- the welcome */
+
+static void send_welcome(struct conn *c)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "welcome", json_object_new_string(settings.welcome_message));
+    json_object_object_add(o, "room", c->room ? json_object_new_string(c->room) : NULL);
+    json_object_object_add(o, "context", json_object_new_string("api"));
+    conn_send_json(c, o);
+}
+
+/* -------------------------------------------------------------- joining */
+
+static void joined(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    struct conn *c = p->c;
+    if (res->err) {
+        if (p->member_cb) {
+            p->member_cb(res->err, false, p->member_ctx);
+        } else if (p->welcome) {
+            log_info("connection %s could not join default room '%s': %s", c->id, p->room,
+                     err_text(res->err));
+            send_welcome(c);
+        } else
+            conn_reply_err(c, p->count, res->err);
+        pending_free(p);
+        return;
+    }
+    leave_room(c);
+    c->room = p->room;
+    c->room_uid = res->uid;
+    p->room = NULL;
+    worker_subscribe(c->worker, c->room, c->room_uid, c, SUB_MEMBER);
+    if (p->member_cb)
+        p->member_cb(ERR_NONE, true, p->member_ctx);
+    else if (p->welcome)
+        send_welcome(c);
+    else
+        conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
+    announce(c, c->room, c->room_uid, TEXT_ENTERED);
+    pending_free(p);
+}
+
+void verbs_session_start(struct conn *c)
+{
+    const char *room = settings.default_room;
+    struct pending *p;
+    if (*room == '\0' || !(p = pending_new(c, 0, room, strlen(room)))) {
+        send_welcome(c);
+        return;
+    }
+    p->welcome = true;
+    store_join(c->worker, room, c->id, c->attributes, joined, p);
+}
+
+static void verb_room_change(struct conn *c, uint64_t count, const struct request *req)
+{
+    size_t len;
+    const char *room = room_arg(c, count, req, &len);
+    if (!room)
+        return;
+    if (in_live_room(c, room)) {
+        conn_reply_err(c, count, ERR_ALREADY_IN_ROOM);
+        return;
+    }
+    struct pending *p = pending_new(c, count, room, len);
+    if (!p) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    store_join(c->worker, p->room, c->id, c->attributes, joined, p);
+}
+
+void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb,
+                      void *ctx)
+{
+    size_t len = strlen(room);
+    if (len == 0) {
+        cb(ERR_ROOM_REQUIRED, false, ctx);
+        return;
+    }
+    if (!verbs_room_name_valid(room, len, (size_t)settings.max_room_name)) {
+        cb(ERR_INVALID_ROOM_NAME, false, ctx);
+        return;
+    }
+    if (in_live_room(c, room)) {
+        cb(ERR_NONE, false, ctx);
+        return;
+    }
+    struct pending *p = pending_new(c, 0, room, len);
+    if (!p) {
+        cb(ERR_STORE_UNAVAILABLE, false, ctx);
+        return;
+    }
+    p->member_cb = cb;
+    p->member_ctx = ctx;
+    store_join(c->worker, p->room, c->id, force ? NULL : c->attributes, joined, p);
+}
+
+bool verbs_remove_member(struct conn *c)
+{
+    return leave_room(c);
+}
+
+static void verb_room_leave(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_reply_ok(c, count, json_object_new_boolean(leave_room(c)), true);
+}
+
+static void viewed(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    if (res->err)
+        conn_reply_err(p->c, p->count, res->err);
+    else
+        conn_reply_ok(p->c, p->count, res->data, true);
+    pending_free(p);
+}
+
+static void verb_room_view(struct conn *c, uint64_t count, const struct request *req)
+{
+    if (!c->room) {
+        conn_reply_err(c, count, ERR_NOT_IN_ROOM);
+        return;
+    }
+    struct pending *p = pending_new(c, count, NULL, 0);
+    if (!p) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    store_room_view(c->worker, c->room, c->room_uid, settings.room_view_limit, viewed, p);
+}
+
+/* ------------------------------------------------------------ listening */
+
+static void listened(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    struct conn *c = p->c;
+    if (res->err) {
+        conn_reply_err(c, p->count, res->err);
+    } else if (conn_listen_find(c, p->room) >= 0) {
+        conn_reply_err(c, p->count, ERR_ALREADY_LISTENING); /* raced itself */
+    } else {
+        struct listen_entry *grown =
+            realloc(c->listening, (size_t)(c->nlistening + 1) * sizeof(*grown));
+        if (!grown) {
+            conn_reply_err(c, p->count, ERR_STORE_UNAVAILABLE);
+            pending_free(p);
+            return;
+        }
+        c->listening = grown;
+        c->listening[c->nlistening].room = p->room;
+        c->listening[c->nlistening].uid = res->uid;
+        c->nlistening++;
+        worker_subscribe(c->worker, p->room, res->uid, c, SUB_LISTENER);
+        p->room = NULL;
+        conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
+    }
+    pending_free(p);
+}
+
+static void verb_listen(struct conn *c, uint64_t count, const struct request *req)
+{
+    size_t len;
+    const char *room = room_arg(c, count, req, &len);
+    if (!room)
+        return;
+    if (conn_listen_find(c, room) >= 0) {
+        conn_reply_err(c, count, ERR_ALREADY_LISTENING);
+        return;
+    }
+    struct pending *p = pending_new(c, count, room, len);
+    if (!p) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    store_check_listen(c->worker, p->room, c->attributes, listened, p);
+}
+
+static void verb_silence(struct conn *c, uint64_t count, const struct request *req)
+{
+    size_t len;
+    const char *room = request_arg(req, "room", &len);
+    if (!room || len == 0) {
+        conn_reply_err(c, count, ERR_ROOM_REQUIRED);
+        return;
+    }
+    int i = conn_listen_find(c, room);
+    if (i < 0) {
+        conn_reply_err(c, count, ERR_NOT_LISTENING);
+        return;
+    }
+    worker_unsubscribe(c->worker, c->listening[i].room, c->listening[i].uid, c, SUB_LISTENER);
+    conn_listen_remove_at(c, i);
+    conn_reply_ok(c, count, json_object_new_boolean(1), true);
+}
+
+/* ---------------------------------------------------------------- say */
+
+static void verb_say(struct conn *c, uint64_t count, const struct request *req)
+{
+    if (!c->room) {
+        conn_reply_err(c, count, ERR_NOT_IN_ROOM);
+        return;
+    }
+    if (!store_room_alive(c->room, c->room_uid)) {
+        conn_reply_err(c, count, ERR_ROOM_NOT_FOUND);
+        return;
+    }
+    size_t len;
+    const char *text = request_arg(req, "message", &len);
+    if (!text || len == 0) {
+        conn_reply_err(c, count, ERR_MESSAGE_REQUIRED);
+        return;
+    }
+    if (!conn_say_allowed(c)) {
+        conn_reply_err(c, count, ERR_RATE_LIMIT);
+        return;
+    }
+    json_object *chat =
+        msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
+    struct msg *m = msg_new(chat);
+    json_object_put(chat);
+    if (m) {
+        store_publish(c->worker, c->room, c->room_uid, m, c->serial);
+        msg_unref(m);
+    }
+    conn_reply_ok(c, count, NULL, false);
+}
+
+/* ------------------------------------------------- the connection verbs */
+
+static void verb_details(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_reply_ok(c, count, conn_details(c), true);
+}
+
+static void verb_param_add(struct conn *c, uint64_t count, const struct request *req)
+{
+    char *key, *value;
+    if (!request_param(req, &key, &value)) {
+        free(key);
+        free(value);
+        conn_reply_err(c, count, ERR_KEY_REQUIRED);
+        return;
+    }
+    if (!json_object_object_get_ex(c->params, key, NULL) &&
+        json_object_object_length(c->params) >= settings.max_params) {
+        conn_reply_err(c, count, ERR_TOO_MANY_PARAMS);
+    } else {
+        json_object_object_add(c->params, key, json_object_new_string(value));
+        conn_reply_ok(c, count, NULL, true);
+    }
+    free(key);
+    free(value);
+}
+
+/* The KEY argument of paramDelete / paramView. */
+static const char *key_arg(struct conn *c, uint64_t count, const struct request *req)
+{
+    size_t len;
+    const char *key = request_arg(req, "key", &len);
+    if (!key || len == 0) {
+        conn_reply_err(c, count, ERR_KEY_REQUIRED);
+        return NULL;
+    }
+    return key;
+}
+
+static void verb_param_delete(struct conn *c, uint64_t count, const struct request *req)
+{
+    const char *key = key_arg(c, count, req);
+    if (!key)
+        return;
+    json_object_object_del(c->params, key);
+    conn_reply_ok(c, count, NULL, true);
+}
+
+static void verb_param_view(struct conn *c, uint64_t count, const struct request *req)
+{
+    const char *key = key_arg(c, count, req);
+    if (!key)
+        return;
+    json_object *v;
+    if (json_object_object_get_ex(c->params, key, &v))
+        conn_reply_ok(c, count, json_object_get(v), true);
+    else
+        conn_reply_ok(c, count, NULL, false);
+}
+
+static void verb_params_view(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_reply_ok(c, count, json_object_get(c->params), true);
+}
+
+static void verb_params_delete(struct conn *c, uint64_t count, const struct request *req)
+{
+    json_object_put(c->params);
+    c->params = json_object_new_object();
+    conn_reply_ok(c, count, NULL, true);
+}
+
+static void verb_auth(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_reply_err(c, count, ERR_AUTH_DISABLED); /* token_secret not supported yet */
+}
+
+static void verb_quit(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_close(c, "quit requested");
+}
+
+static void verb_exit(struct conn *c, uint64_t count, const struct request *req)
+{
+    conn_close(c, "exit requested");
+}
+
+/* ---------------------------------------------------------- dispatch */
+
+typedef void verb_fn(struct conn *c, uint64_t count, const struct request *req);
+
+static const struct verb {
+    const char *name;
+    verb_fn *fn;
+} verb_table[] = {
+    {"roomChange", verb_room_change},
+    {"roomLeave", verb_room_leave},
+    {"roomView", verb_room_view},
+    {"listenToRoom", verb_listen},
+    {"silenceRoom", verb_silence},
+    {"say", verb_say},
+    {"detailsView", verb_details},
+    {"paramAdd", verb_param_add},
+    {"paramDelete", verb_param_delete},
+    {"paramView", verb_param_view},
+    {"paramsView", verb_params_view},
+    {"paramsDelete", verb_params_delete},
+    {"auth", verb_auth},
+    {"quit", verb_quit},
+    {"exit", verb_exit},
+};
+
+void verbs_reject(struct conn *c, enum roomd_err err)
+{
+    conn_reply_err(c, ++c->request_count, err);
+}
+
+void verbs_request(struct conn *c, const char *line, size_t len)
+{
+    uint64_t count = ++c->request_count;
+    worker_count(c->worker, stat_requests);
+    if (!utf8_valid(line, len)) {
+        conn_reply_err(c, count, ERR_INVALID_UTF8);
+        return;
+    }
+    struct request req;
+    enum roomd_err err = request_parse(line, len, &req);
+    if (err) {
+        conn_reply_err(c, count, err);
+        request_free(&req);
+        return;
+    }
+    const struct verb *v = NULL;
+    for (size_t i = 0; i < sizeof(verb_table) / sizeof(verb_table[0]); i++)
+        if (strcmp(verb_table[i].name, req.verb) == 0) {
+            v = &verb_table[i];
+            break;
+        }
+    if (v)
+        v->fn(c, count, &req);
+    else
+        conn_reply_err(c, count, ERR_VERB_NOT_FOUND);
+    request_free(&req);
+}
+
+void verbs_disconnected(struct conn *c)
+{
+    leave_room(c);
+    while (c->nlistening > 0) {
+        struct listen_entry *e = &c->listening[c->nlistening - 1];
+        worker_unsubscribe(c->worker, e->room, e->uid, c, SUB_LISTENER);
+        conn_listen_remove_at(c, c->nlistening - 1);
+    }
+}

@@ -1,0 +1,412 @@
+/* worker.c -- worker threads, their job queues and the local room index.
+ *
+ * Who owns what
+ * -------------
+ * - Each worker owns its event_base, its connections (w->conns) and its
+ *   local index (w->rooms: room uid -> the local connections that hear it).
+ *   Only the worker's own thread reads or writes them.
+ * - Other threads talk to a worker only through worker_post(): a job list
+ *   under w->qlock plus an eventfd that wakes the base (memcached's shape).
+ * - The room registry (registry.c) is shared and has its own locks; a
+ *   worker holds qlock only to link or unlink jobs, never while calling the
+ *   registry, so the lock order is simply: shard lock or qlock, never both.
+ *
+ * Fan-out: a message for a room becomes one job per worker that has local
+ * recipients (the registry counts them), each job holding a reference to
+ * the one serialized message. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <uthash.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "registry.h"
+#include "worker.h"
+
+/* How long a graceful stop waits for clients to take their goodbye. */
+#define SHUTDOWN_GRACE_MS 800
+
+struct local_sub {
+    UT_hash_handle hh;
+    uint64_t serial;
+    struct conn *conn;
+    unsigned flags; /* SUB_MEMBER | SUB_LISTENER */
+};
+
+struct local_room {
+    UT_hash_handle hh;
+    uint64_t uid;
+    struct local_sub *subs;
+    char name[];
+};
+
+struct worker *workers;
+int nworkers;
+struct event_base *main_base;
+
+/* ---------------------------------------------------------------- queue */
+
+void worker_post(struct worker *w, struct job *job)
+{
+    job->next = NULL;
+    pthread_mutex_lock(&w->qlock);
+    bool was_empty = (w->qhead == NULL);
+    if (w->qtail)
+        w->qtail->next = job;
+    else
+        w->qhead = job;
+    w->qtail = job;
+    pthread_mutex_unlock(&w->qlock);
+    if (was_empty) {
+        uint64_t one = 1;
+        ssize_t rc = write(w->wake_fd, &one, sizeof(one));
+        (void)rc; /* EAGAIN: the counter is already non-zero, w will wake */
+    }
+}
+
+void worker_call(struct worker *w, job_fn fn, void *arg)
+{
+    struct job *job = calloc(1, sizeof(*job));
+    if (!job) {
+        log_error("out of memory posting a job to worker %d", w->index);
+        return;
+    }
+    job->type = JOB_CALL;
+    job->u.call.fn = fn;
+    job->u.call.arg = arg;
+    worker_post(w, job);
+}
+
+/* ----------------------------------------------------------- local index */
+
+static struct local_room *local_room_find(struct worker *w, uint64_t uid)
+{
+    struct local_room *lr;
+    HASH_FIND(hh, w->rooms, &uid, sizeof(uid), lr);
+    return lr;
+}
+
+void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
+                      unsigned flag)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    if (!lr) {
+        size_t len = strlen(name);
+        lr = calloc(1, sizeof(*lr) + len + 1);
+        if (!lr)
+            return;
+        lr->uid = uid;
+        memcpy(lr->name, name, len + 1);
+        HASH_ADD(hh, w->rooms, uid, sizeof(lr->uid), lr);
+    }
+    struct local_sub *s;
+    HASH_FIND(hh, lr->subs, &c->serial, sizeof(c->serial), s);
+    if (s) {
+        s->flags |= flag;
+        return;
+    }
+    s = calloc(1, sizeof(*s));
+    if (!s)
+        return;
+    s->serial = c->serial;
+    s->conn = c;
+    s->flags = flag;
+    HASH_ADD(hh, lr->subs, serial, sizeof(s->serial), s);
+    registry_recipients_add(name, uid, w->index, +1);
+}
+
+void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
+                        unsigned flag)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    if (!lr)
+        return;
+    struct local_sub *s;
+    HASH_FIND(hh, lr->subs, &c->serial, sizeof(c->serial), s);
+    if (!s)
+        return;
+    s->flags &= ~flag;
+    if (s->flags)
+        return;
+    HASH_DEL(lr->subs, s);
+    free(s);
+    registry_recipients_add(name, uid, w->index, -1);
+    if (!lr->subs) {
+        HASH_DEL(w->rooms, lr);
+        free(lr);
+    }
+}
+
+/* Write M to every local recipient of room UID but SKIP. */
+static void deliver_local(struct worker *w, uint64_t uid, const struct msg *m, uint64_t skip)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    if (!lr)
+        return;
+    for (struct local_sub *s = lr->subs; s; s = s->hh.next)
+        if (s->serial != skip)
+            conn_send_msg(s->conn, m);
+}
+
+/* Room UID is gone: every local member and listener hears NOTICE, and
+ * listeners stop listening.  Members keep their room name (PROTOCOL.md). */
+static void room_deleted_local(struct worker *w, uint64_t uid, const struct msg *notice)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    if (!lr)
+        return;
+    struct local_sub *s, *tmp;
+    HASH_ITER(hh, lr->subs, s, tmp)
+    {
+        conn_send_msg(s->conn, notice);
+        if (s->flags & SUB_LISTENER) {
+            for (int i = 0; i < s->conn->nlistening; i++)
+                if (s->conn->listening[i].uid == uid) {
+                    conn_listen_remove_at(s->conn, i);
+                    break;
+                }
+        }
+        HASH_DEL(lr->subs, s);
+        free(s);
+    }
+    HASH_DEL(w->rooms, lr);
+    free(lr);
+}
+
+void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *m,
+                   uint64_t skip_serial)
+{
+    bool want[nworkers];
+    if (!registry_recipient_workers(name, &uid, want))
+        return;
+    for (int i = 0; i < nworkers; i++) {
+        if (!want[i])
+            continue;
+        if (&workers[i] == from) {
+            deliver_local(from, uid, m, skip_serial);
+            continue;
+        }
+        struct job *job = malloc(sizeof(*job));
+        if (!job) {
+            log_error("out of memory in fan-out to worker %d", i);
+            continue;
+        }
+        job->type = JOB_DELIVER;
+        job->u.deliver.msg = msg_ref(m);
+        job->u.deliver.room_uid = uid;
+        job->u.deliver.skip_serial = skip_serial;
+        worker_post(&workers[i], job);
+    }
+}
+
+void worker_room_deleted(uint64_t uid, struct msg *notice)
+{
+    for (int i = 0; i < nworkers; i++) {
+        struct job *job = malloc(sizeof(*job));
+        if (!job)
+            continue;
+        job->type = JOB_ROOM_DELETED;
+        job->u.deliver.msg = msg_ref(notice);
+        job->u.deliver.room_uid = uid;
+        job->u.deliver.skip_serial = 0;
+        worker_post(&workers[i], job);
+    }
+}
+
+struct conn *worker_find_conn(struct worker *w, uint64_t serial)
+{
+    struct conn *c;
+    HASH_FIND(hh, w->conns, &serial, sizeof(serial), c);
+    return (c && !c->dead) ? c : NULL;
+}
+
+/* ------------------------------------------------------------- the loop */
+
+static void worker_check_stopped(struct worker *w)
+{
+    if (w->stopping && w->conns == NULL)
+        event_base_loopexit(w->base, NULL);
+}
+
+static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    struct conn *c, *tmp;
+    HASH_ITER(hh, w->conns, c, tmp)
+    conn_abort(c, NULL);
+}
+
+static void worker_begin_shutdown(struct worker *w)
+{
+    w->stopping = true;
+    struct conn *c, *tmp;
+    HASH_ITER(hh, w->conns, c, tmp)
+    conn_close(c, "server shutdown");
+    struct timeval grace = {0, SHUTDOWN_GRACE_MS * 1000};
+    event_add(w->shutdown_ev, &grace);
+    worker_check_stopped(w);
+}
+
+/* Free the connections closed since the last turn.  Running from its own
+ * event keeps frees out of fan-out loops and bufferevent callbacks. */
+static void on_reap(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    while (w->reap_list) {
+        struct conn *c = w->reap_list;
+        w->reap_list = c->reap_next;
+        conn_reap(c);
+    }
+    worker_check_stopped(w);
+}
+
+static void run_job(struct worker *w, struct job *job)
+{
+    switch (job->type) {
+    case JOB_NEW_CONN:
+        if (w->stopping) {
+            close(job->u.conn.fd);
+            conn_slot_release();
+        } else
+            conn_new(w, job->u.conn.fd, job->u.conn.transport,
+                     (struct sockaddr *)&job->u.conn.addr, (int)job->u.conn.addrlen);
+        break;
+    case JOB_DELIVER:
+        deliver_local(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);
+        msg_unref(job->u.deliver.msg);
+        break;
+    case JOB_ROOM_DELETED:
+        room_deleted_local(w, job->u.deliver.room_uid, job->u.deliver.msg);
+        msg_unref(job->u.deliver.msg);
+        break;
+    case JOB_CALL:
+        job->u.call.fn(w, job->u.call.arg);
+        break;
+    case JOB_SHUTDOWN:
+        worker_begin_shutdown(w);
+        break;
+    }
+    free(job);
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    uint64_t n;
+    ssize_t rc = read(w->wake_fd, &n, sizeof(n));
+    (void)rc;
+    pthread_mutex_lock(&w->qlock);
+    struct job *job = w->qhead;
+    w->qhead = w->qtail = NULL;
+    pthread_mutex_unlock(&w->qlock);
+    while (job) {
+        struct job *next = job->next;
+        run_job(w, job);
+        job = next;
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    event_base_dispatch(w->base);
+    return NULL;
+}
+
+static int worker_init(struct worker *w, int index)
+{
+    w->index = index;
+    pthread_mutex_init(&w->qlock, NULL);
+    /* A worker's base is only touched by its thread: no locks needed. */
+    struct event_config *ecfg = event_config_new();
+    if (!ecfg)
+        return -1;
+    event_config_set_flag(ecfg, EVENT_BASE_FLAG_NOLOCK);
+    w->base = event_base_new_with_config(ecfg);
+    event_config_free(ecfg);
+    w->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (!w->base || w->wake_fd < 0)
+        return -1;
+    w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
+    w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
+    w->shutdown_ev = evtimer_new(w->base, on_shutdown_deadline, w);
+    if (!w->wake_ev || !w->reap_ev || !w->shutdown_ev)
+        return -1;
+    return event_add(w->wake_ev, NULL);
+}
+
+int workers_start(int n)
+{
+    nworkers = n;
+    workers = calloc((size_t)n, sizeof(*workers));
+    if (!workers)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (worker_init(&workers[i], i) < 0) {
+            log_error("worker %d: cannot create its event base: %s", i, strerror(errno));
+            return -1;
+        }
+    for (int i = 0; i < n; i++)
+        if (pthread_create(&workers[i].thread, NULL, worker_main, &workers[i]) != 0) {
+            log_error("worker %d: cannot start its thread", i);
+            return -1;
+        }
+    return 0;
+}
+
+void workers_stop(void)
+{
+    for (int i = 0; i < nworkers; i++) {
+        struct job *job = calloc(1, sizeof(*job));
+        if (!job)
+            abort();
+        job->type = JOB_SHUTDOWN;
+        worker_post(&workers[i], job);
+    }
+    for (int i = 0; i < nworkers; i++)
+        pthread_join(workers[i].thread, NULL);
+}
+
+void workers_free(void)
+{
+    for (int i = 0; i < nworkers; i++) {
+        struct worker *w = &workers[i];
+        struct job *job = w->qhead;
+        while (job) { /* jobs posted after the stop */
+            struct job *next = job->next;
+            if (job->type == JOB_NEW_CONN) {
+                close(job->u.conn.fd);
+                conn_slot_release();
+            } else if (job->type == JOB_DELIVER || job->type == JOB_ROOM_DELETED)
+                msg_unref(job->u.deliver.msg);
+            free(job);
+            job = next;
+        }
+        struct local_room *lr, *tmp;
+        HASH_ITER(hh, w->rooms, lr, tmp)
+        {
+            struct local_sub *s, *stmp;
+            HASH_ITER(hh, lr->subs, s, stmp)
+            {
+                HASH_DEL(lr->subs, s);
+                free(s);
+            }
+            HASH_DEL(w->rooms, lr);
+            free(lr);
+        }
+        event_free(w->wake_ev);
+        event_free(w->reap_ev);
+        event_free(w->shutdown_ev);
+        event_base_free(w->base);
+        close(w->wake_fd);
+        pthread_mutex_destroy(&w->qlock);
+    }
+    free(workers);
+    workers = NULL;
+}

@@ -1,0 +1,123 @@
+/* worker.h -- worker threads: one libevent base each, owning connections.
+ *
+ * Other threads never touch a worker's connections; they post a job to the
+ * worker's queue and the worker runs it on its own thread (see worker.c). */
+#ifndef ROOMD_WORKER_H
+#define ROOMD_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+
+struct conn;
+struct msg;
+struct worker;
+struct local_room;
+
+enum transport { TRANSPORT_SOCKET, TRANSPORT_WEBSOCKET };
+
+enum job_type {
+    JOB_NEW_CONN,     /* take ownership of an accepted socket */
+    JOB_DELIVER,      /* write a message to local recipients of a room */
+    JOB_ROOM_DELETED, /* tell local members/listeners, drop listeners */
+    JOB_CALL,         /* run a function on the worker's thread */
+    JOB_SHUTDOWN,     /* say goodbye to everyone and stop */
+};
+
+typedef void (*job_fn)(struct worker *w, void *arg);
+
+struct job {
+    struct job *next;
+    enum job_type type;
+    union {
+        struct {
+            int fd;
+            enum transport transport;
+            struct sockaddr_storage addr;
+            socklen_t addrlen;
+        } conn;
+        struct {
+            struct msg *msg;
+            uint64_t room_uid;
+            uint64_t skip_serial; /* connection that must not hear it; 0 none */
+        } deliver;
+        struct {
+            job_fn fn;
+            void *arg;
+        } call;
+    } u;
+};
+
+struct worker {
+    int index;
+    pthread_t thread;
+    struct event_base *base;
+
+    /* The queue: other threads append under qlock and write to wake_fd
+     * when it was empty; the worker swaps the whole list out at once. */
+    pthread_mutex_t qlock;
+    struct job *qhead, *qtail;
+    int wake_fd;
+    struct event *wake_ev;
+
+    struct event *reap_ev;      /* frees closed connections, outside callbacks */
+    struct conn *reap_list;     /* closed, waiting to be freed */
+    struct event *shutdown_ev;  /* the deadline of a graceful stop */
+    struct conn *conns;         /* hash by serial: every live connection */
+    struct local_room *rooms;   /* hash by room uid: local recipients */
+    bool stopping;
+
+    /* Counters for /api/stats: written by this worker only, read by the
+     * admin thread (relaxed atomics, one writer: no contention). */
+    _Atomic uint64_t stat_requests;
+    _Atomic uint64_t stat_delivered;
+    _Atomic uint64_t stat_slow_dropped;
+};
+
+extern struct worker *workers;
+extern int nworkers;
+
+/* Create N workers with their bases and queues; start their threads. */
+int workers_start(int n);
+/* Post JOB_SHUTDOWN to every worker and wait for all threads to end. */
+void workers_stop(void);
+void workers_free(void);
+
+/* Append JOB to W's queue and wake W.  Any thread. */
+void worker_post(struct worker *w, struct job *job);
+/* Run FN(w, ARG) on W's thread. */
+void worker_call(struct worker *w, job_fn fn, void *arg);
+
+/* Deliver MSG to every member and listener of room NAME (generation UID)
+ * on every worker, except the connection SKIP_SERIAL.  The calling worker
+ * FROM (or NULL off-worker) delivers to its own recipients at once; other
+ * workers get one queue entry each.  Order per caller is kept. */
+void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *msg,
+                   uint64_t skip_serial);
+/* A room was deleted: tell every worker (one entry each, with NOTICE). */
+void worker_room_deleted(uint64_t uid, struct msg *notice);
+
+/* The local index: C hears room UID as a member and/or a listener. */
+#define SUB_MEMBER 1u
+#define SUB_LISTENER 2u
+void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
+                      unsigned flag);
+void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
+                        unsigned flag);
+
+/* Count one event in a worker's statistics (its own thread only). */
+#define worker_count(w, field) \
+    atomic_fetch_add_explicit(&(w)->field, 1, memory_order_relaxed)
+
+/* The main thread's event base (admin API); other threads hand it work with
+ * event_base_once(), which is safe because main_base has locking on. */
+extern struct event_base *main_base;
+
+/* Find a live connection of W by serial (W's thread only). */
+struct conn *worker_find_conn(struct worker *w, uint64_t serial);
+
+#endif
