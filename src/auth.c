@@ -16,6 +16,11 @@ void pattern_clear(struct pattern *p)
     p->npairs = 0;
 }
 
+static bool json_is_number(json_object *v)
+{
+    return json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double);
+}
+
 static bool json_is_scalar(json_object *v)
 {
     switch (json_object_get_type(v)) {
@@ -50,6 +55,8 @@ int pattern_set(struct pattern *p, json_object *obj)
         pp->key = strdup(key2);
         pp->value_json = strdup(val2 ? json_object_to_json_string_ext(val2, ROOMD_JSON_FLAGS)
                                      : "null");
+        pp->is_number = json_is_number(val2);
+        pp->number = pp->is_number ? json_object_get_double(val2) : 0;
     }
     return 0;
 }
@@ -68,6 +75,11 @@ bool pattern_match(const struct pattern *p, json_object *attrs)
         json_object *v;
         if (!json_object_object_get_ex(attrs, p->pairs[i].key, &v))
             return false;
+        if (p->pairs[i].is_number) {
+            if (!json_is_number(v) || json_object_get_double(v) != p->pairs[i].number)
+                return false;
+            continue;
+        }
         const char *have = v ? json_object_to_json_string_ext(v, ROOMD_JSON_FLAGS) : "null";
         if (strcmp(have, p->pairs[i].value_json) != 0)
             return false;

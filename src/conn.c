@@ -267,13 +267,17 @@ void conn_close(struct conn *c, const char *reason)
 {
     if (c->dead || c->closing)
         return;
+    if (!c->session) { /* no welcome yet (a WebSocket handshake): no goodbye */
+        conn_abort(c, NULL);
+        return;
+    }
     if (reason) {
         conn_send_json(c, goodbye_json(reason));
         if (c->dead)
             return;
     }
-    if (c->proto->send_close)
-        c->proto->send_close(c, 1000);
+    if (c->proto->send_close) /* RFC 6455: 1001 "going away" at shutdown */
+        c->proto->send_close(c, reason && !strcmp(reason, "server shutdown") ? 1001 : 1000);
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
@@ -293,7 +297,7 @@ void conn_abort(struct conn *c, const char *why)
         log_warn("closing connection %s (%s:%d): %s", c->id,
                  json_object_get_string(json_object_object_get(c->attributes, "remoteIP")),
                  json_object_get_int(json_object_object_get(c->attributes, "remotePort")), why);
-        if (strcmp(why, "output buffer limit exceeded") == 0) {
+        if (c->session && strcmp(why, "output buffer limit exceeded") == 0) {
             worker_count(c->worker, stat_slow_dropped);
             /* Best effort: the goodbye goes after what is pending. */
             json_object *bye = goodbye_json(why);
@@ -315,6 +319,8 @@ void conn_reap(struct conn *c)
     HASH_DEL(c->worker->conns, c);
     index_del(c);
     atomic_fetch_sub(&conns_by_transport[c->transport], 1);
+    if (c->proto->on_free)
+        c->proto->on_free(c);
     bufferevent_free(c->bev);
     json_object_put(c->attributes);
     json_object_put(c->params);

@@ -49,6 +49,8 @@ struct conn {
     double say_tokens;
     int64_t say_refill_at; /* monotonic ms */
 
+    void *proto_state;  /* the transport's own state (WebSocket: wslay) */
+    bool session;       /* welcomed: the protocol session has started */
     bool skipping_line; /* the rest of an overlong line is being dropped */
     bool closing;       /* goodbye sent, waiting for the output to drain */
     bool dead;          /* on the reap list */
@@ -67,6 +69,8 @@ struct conn_proto {
     void (*send_msg)(struct conn *c, const struct msg *m);
     /* Queue whatever ends the session (a WebSocket close frame); may be NULL. */
     void (*send_close)(struct conn *c, int code);
+    /* Free proto_state; may be NULL. */
+    void (*on_free)(struct conn *c);
 };
 
 /* Take ownership of an accepted socket on worker W: welcome, default room. */

@@ -167,9 +167,10 @@ int main(int argc, char **argv)
     if (settings.port > 0 &&
         acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0)
         return 1;
-    if (settings.websocket_port > 0)
-        log_warn("websocket_port %d: the WebSocket transport is not in this version",
-                 settings.websocket_port);
+    if (settings.websocket_port > 0 &&
+        acceptor_listen(base, settings.websocket_bind, settings.websocket_port,
+                        TRANSPORT_WEBSOCKET) < 0)
+        return 1;
     if (admin_start(base) < 0)
         return 1;
 
@@ -180,7 +181,8 @@ int main(int argc, char **argv)
     event_add(sigint, NULL);
     event_add(sighup, NULL);
     write_pid_file();
-    log_info("roomd ready: port %d, admin port %d, %d workers, store %s", settings.port,
+    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
+             settings.port, settings.websocket_port,
              *settings.admin_key ? settings.admin_port : 0, n, settings.store);
 
     event_base_dispatch(base);

@@ -8,7 +8,13 @@
 
 struct conn_proto;
 
-const struct conn_proto *proto_for(enum transport t);
+extern const struct conn_proto line_proto; /* proto_line.c */
+extern const struct conn_proto ws_proto;   /* proto_ws.c */
+
+static inline const struct conn_proto *proto_for(enum transport t)
+{
+    return t == TRANSPORT_WEBSOCKET ? &ws_proto : &line_proto;
+}
 
 /* The line transport's framing, for unit tests and fuzzing: scan BUF for the
  * next request line.  Returns a line_scan result and sets *LINE_LEN (bytes

@@ -22,7 +22,7 @@ enum line_scan line_scan(const char *buf, size_t len, size_t max, int skipping,
 {
     const char *nl = memchr(buf, '\n', len);
     size_t n = nl ? (size_t)(nl - buf) : len;
-    if (!skipping && memmem(buf, nl ? n + 1 : len, telnet_break, sizeof(telnet_break))) {
+    if (memmem(buf, nl ? n + 1 : len, telnet_break, sizeof(telnet_break))) {
         *consumed = nl ? n + 1 : len;
         return LINE_BREAK;
     }
@@ -108,16 +108,10 @@ static void line_send_msg(struct conn *c, const struct msg *m)
     evbuffer_add(bufferevent_get_output(c->bev), m->data, m->len + 2);
 }
 
-static const struct conn_proto line_proto = {
+const struct conn_proto line_proto = {
     .on_open = line_on_open,
     .on_read = line_on_read,
     .send = line_send,
     .send_msg = line_send_msg,
     .send_close = NULL,
 };
-
-const struct conn_proto *proto_for(enum transport t)
-{
-    (void)t; /* only the line transport so far */
-    return &line_proto;
-}

@@ -12,6 +12,7 @@
 #include "msg.h"
 #include "request.h"
 #include "store.h"
+#include "token.h"
 #include "utf8.h"
 #include "verbs.h"
 
@@ -165,6 +166,7 @@ static void joined(const struct store_result *res, void *ctx)
 
 void verbs_session_start(struct conn *c)
 {
+    c->session = true;
     const char *room = settings.default_room;
     struct pending *p;
     if (*room == '\0' || !(p = pending_new(c, 0, room, strlen(room)))) {
@@ -423,9 +425,42 @@ static void verb_params_delete(struct conn *c, uint64_t count, const struct requ
     conn_reply_ok(c, count, NULL, true);
 }
 
+/* Claims that never become attributes: the token's own times, and the
+ * built-ins no one may change. */
+static bool claim_ignored(const char *name)
+{
+    static const char *const ignored[] = {"exp", "iat", "nbf", "id", "type",
+                                          "remoteIP", "remotePort", "connectedAt"};
+    for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
+        if (!strcmp(name, ignored[i]))
+            return true;
+    return false;
+}
+
 static void verb_auth(struct conn *c, uint64_t count, const struct request *req)
 {
-    conn_reply_err(c, count, ERR_AUTH_DISABLED); /* token_secret not supported yet */
+    if (!*settings.token_secret) {
+        conn_reply_err(c, count, ERR_AUTH_DISABLED);
+        return;
+    }
+    size_t len;
+    const char *token = request_arg(req, "token", &len);
+    json_object *claims = NULL;
+    enum roomd_err err = token ? token_verify(token, len, settings.token_secret,
+                                              now_ms() / 1000, &claims)
+                               : ERR_INVALID_TOKEN;
+    if (err) {
+        conn_reply_err(c, count, err);
+        return;
+    }
+    json_object_object_add(c->attributes, "authenticated", json_object_new_boolean(1));
+    json_object_object_foreach(claims, name, value)
+    {
+        if (!claim_ignored(name))
+            json_object_object_add(c->attributes, name, json_object_get(value));
+    }
+    json_object_put(claims);
+    conn_reply_ok(c, count, json_object_get(c->attributes), true);
 }
 
 static void verb_quit(struct conn *c, uint64_t count, const struct request *req)
