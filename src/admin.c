@@ -17,6 +17,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "admin.h"
+#include "api.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -137,20 +138,14 @@ static int split_path(const char *path, char **seg, int max)
 
 static void room_status(struct evhttp_request *req, const char *room)
 {
-    json_object *st = registry_status(room, 0, settings.room_view_limit);
-    json_object *pattern = registry_pattern(room);
+    json_object *st = api_room_status(room), *pattern = registry_pattern(room), *v;
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "exists", json_object_new_boolean(st != NULL));
+    json_object_object_add(o, "exists", json_object_new_boolean(pattern != NULL));
     json_object_object_add(o, "room", json_object_new_string(room));
-    json_object *members = NULL, *count = NULL;
-    if (st) {
-        json_object_object_get_ex(st, "members", &members);
-        json_object_object_get_ex(st, "membersCount", &count);
-    }
-    json_object_object_add(o, "members", members ? json_object_get(members) :
-                                                   json_object_new_object());
-    json_object_object_add(o, "membersCount", count ? json_object_get(count) :
-                                                      json_object_new_int(0));
+    json_object_object_get_ex(st, "members", &v);
+    json_object_object_add(o, "members", json_object_get(v));
+    json_object_object_get_ex(st, "membersCount", &v);
+    json_object_object_add(o, "membersCount", json_object_get(v));
     json_object_object_add(o, "pattern", pattern ? pattern : json_object_new_object());
     json_object_put(st);
     send_json(req, 200, o);
@@ -209,33 +204,17 @@ static void room_broadcast(struct evhttp_request *req, const char *room)
         return;
     if (!json_object_object_get_ex(body, "message", &message) || message == NULL) {
         send_error(req, 400, err_text(ERR_MESSAGE_REQUIRED));
-        json_object_put(body);
-        return;
+    } else {
+        const char *from_id = json_object_object_get_ex(body, "from", &from) &&
+                                      json_object_is_type(from, json_type_string)
+                                  ? json_object_get_string(from)
+                                  : NULL;
+        if (api_broadcast(from_id, room, json_object_get(message)) < 0)
+            send_error(req, 404, err_text(ERR_ROOM_NOT_FOUND));
+        else
+            send_json(req, 200, json1("sent", json_object_new_boolean(1)));
     }
-    const char *from_id = NULL;
-    int worker;
-    uint64_t skip = 0;
-    if (json_object_object_get_ex(body, "from", &from) && from &&
-        json_object_is_type(from, json_type_string)) {
-        from_id = json_object_get_string(from);
-        if (!conn_lookup(from_id, &worker, &skip))
-            skip = 0;
-    }
-    uint64_t uid;
-    if (!registry_lookup(room, &uid)) {
-        send_error(req, 404, err_text(ERR_ROOM_NOT_FOUND));
-        json_object_put(body);
-        return;
-    }
-    json_object *chat = msg_chat_json(json_object_get(message), room, from_id);
-    struct msg *m = msg_new(chat);
-    json_object_put(chat);
     json_object_put(body);
-    if (m) {
-        store_publish(NULL, room, uid, m, skip);
-        msg_unref(m);
-    }
-    send_json(req, 200, json1("sent", json_object_new_boolean(1)));
 }
 
 static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, char **seg,
@@ -277,151 +256,79 @@ static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, c
 
 /* ----------------------------------------------- connection operations */
 
-enum conn_op { OP_DETAILS, OP_MESSAGE, OP_ATTRIBUTES, OP_ADD, OP_REMOVE, OP_DISCONNECT };
-
-/* One request on its way to a worker and back. */
-struct conn_call {
+/* An answer computed on a worker, on its way back to the main thread. */
+struct admin_answer {
     struct evhttp_request *req;
-    enum conn_op op;
-    uint64_t serial;
-    json_object *body; /* owned by whichever thread holds the call */
     int status;
-    char *answer; /* rendered JSON, made on the worker */
+    char *body;
 };
 
-static void call_finish(evutil_socket_t fd, short what, void *arg)
+static void answer_send(evutil_socket_t fd, short what, void *arg)
 {
-    struct conn_call *call = arg;
-    evhttp_add_header(evhttp_request_get_output_headers(call->req), "Content-Type",
-                      "application/json");
+    struct admin_answer *a = arg;
     struct evbuffer *out = evbuffer_new();
-    evbuffer_add_printf(out, "%s\n", call->answer ? call->answer : "{}");
-    evhttp_send_reply(call->req, call->status, call->status == 200 ? "OK" : "Error", out);
+    evbuffer_add_printf(out, "%s\n", a->body ? a->body : "{\"error\":\"out of memory\"}");
+    evhttp_add_header(evhttp_request_get_output_headers(a->req), "Content-Type",
+                      "application/json");
+    evhttp_send_reply(a->req, a->status, a->status == 200 ? "OK" : "Error", out);
     evbuffer_free(out);
-    free(call->answer);
-    json_object_put(call->body);
-    free(call);
+    free(a->body);
+    free(a);
 }
 
-/* Render OBJ (consumed) as the answer and send the call back to main. */
-static void call_return(struct conn_call *call, int status, json_object *obj)
+/* The C API's callback (on a worker, or at once on main): copy the answer
+ * and hand it to the main thread, the only one that may touch evhttp. */
+static void answer_cb(const char *error, const char *result, void *ud)
 {
-    call->status = status;
-    call->answer = strdup(json_object_to_json_string_ext(obj, ROOMD_JSON_FLAGS));
-    json_object_put(obj);
-    json_object_put(call->body);
-    call->body = NULL;
-    event_base_once(main_base, -1, EV_TIMEOUT, call_finish, call, NULL);
-}
-
-static void call_return_error(struct conn_call *call, enum roomd_err err)
-{
-    call_return(call, err_status(err), json1("error", json_object_new_string(err_text(err))));
-}
-
-static bool attribute_read_only(const char *key)
-{
-    static const char *const ro[] = {"id", "type", "remoteIP", "remotePort", "connectedAt"};
-    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
-        if (!strcmp(key, ro[i]))
-            return true;
-    return false;
-}
-
-static void set_attributes(struct conn_call *call, struct conn *c)
-{
-    json_object_object_foreach(call->body, key, value)
-    {
-        (void)value;
-        if (attribute_read_only(key)) {
-            call_return_error(call, ERR_ATTRIBUTE_READ_ONLY);
-            return;
-        }
+    struct admin_answer *a = ud;
+    if (error) {
+        json_object *o = json1("error", json_object_new_string(error));
+        a->body = strdup(json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS));
+        json_object_put(o);
+        a->status = (!strcmp(error, err_text(ERR_ROOM_NOT_FOUND)) ||
+                     !strcmp(error, err_text(ERR_CONN_NOT_FOUND)))
+                        ? 404
+                        : 400;
+    } else {
+        a->body = strdup(result);
+        a->status = 200;
     }
-    json_object_object_foreach(call->body, k2, v2)
-    {
-        if (v2 == NULL)
-            json_object_object_del(c->attributes, k2);
-        else
-            json_object_object_add(c->attributes, k2, json_object_get(v2));
-    }
-    call_return(call, 200, json1("attributes", json_object_get(c->attributes)));
+    event_base_once(main_base, -1, EV_TIMEOUT, answer_send, a, NULL);
 }
 
-static void member_added(enum roomd_err err, bool added, void *ctx)
+static struct admin_answer *answer_new(struct evhttp_request *req)
 {
-    struct conn_call *call = ctx;
-    if (err)
-        call_return_error(call, err);
+    struct admin_answer *a = calloc(1, sizeof(*a));
+    if (!a)
+        send_error(req, 500, "out of memory");
     else
-        call_return(call, 200, json1("added", json_object_new_boolean(added)));
-}
-
-static void run_conn_call(struct worker *w, void *arg)
-{
-    struct conn_call *call = arg;
-    struct conn *c = worker_find_conn(w, call->serial);
-    if (!c) {
-        call_return_error(call, ERR_CONN_NOT_FOUND);
-        return;
-    }
-    json_object *v, *force;
-    switch (call->op) {
-    case OP_DETAILS:
-        call_return(call, 200, conn_details(c));
-        break;
-    case OP_MESSAGE:
-        json_object_object_get_ex(call->body, "message", &v);
-        conn_send_json(c, msg_chat_json(json_object_get(v), NULL, NULL));
-        call_return(call, 200, json1("sent", json_object_new_boolean(1)));
-        break;
-    case OP_ATTRIBUTES:
-        set_attributes(call, c);
-        break;
-    case OP_ADD:
-        json_object_object_get_ex(call->body, "room", &v);
-        verbs_add_member(c, json_object_get_string(v),
-                         json_object_object_get_ex(call->body, "force", &force) &&
-                             json_object_get_boolean(force),
-                         member_added, call);
-        break;
-    case OP_REMOVE:
-        call_return(call, 200, json1("removed", json_object_new_boolean(verbs_remove_member(c))));
-        break;
-    case OP_DISCONNECT:
-        conn_close(c, "disconnected by server");
-        call_return(call, 200, json1("disconnected", json_object_new_boolean(1)));
-        break;
-    }
+        a->req = req;
+    return a;
 }
 
 /* Check the body a connection operation needs, before it leaves main. */
-static bool body_ok(struct evhttp_request *req, enum conn_op op, json_object *body)
+static bool body_ok(struct evhttp_request *req, int op, json_object *body)
 {
     json_object *v;
-    if (op == OP_MESSAGE && (!json_object_object_get_ex(body, "message", &v) || v == NULL)) {
+    if (op == API_OP_MESSAGE && (!json_object_object_get_ex(body, "message", &v) || v == NULL)) {
         send_error(req, 400, err_text(ERR_MESSAGE_REQUIRED));
         return false;
     }
-    if (op == OP_ADD && (!json_object_object_get_ex(body, "room", &v) ||
-                         !json_object_is_type(v, json_type_string) ||
-                         json_object_get_string_len(v) == 0)) {
+    if (op == API_OP_ADD && (!json_object_object_get_ex(body, "room", &v) ||
+                             !json_object_is_type(v, json_type_string) ||
+                             json_object_get_string_len(v) == 0)) {
         send_error(req, 400, err_text(ERR_ROOM_REQUIRED));
         return false;
     }
     return true;
 }
 
-static void conn_call_start(struct evhttp_request *req, enum conn_op op, const char *id)
+static void conn_call_start(struct evhttp_request *req, int op, const char *id)
 {
-    int worker;
-    uint64_t serial;
-    if (!conn_lookup(id, &worker, &serial)) {
-        send_error(req, 404, err_text(ERR_CONN_NOT_FOUND));
-        return;
-    }
-    json_object *body = NULL;
-    if (op == OP_MESSAGE || op == OP_ATTRIBUTES || op == OP_ADD) {
+    json_object *body = NULL, *arg = NULL, *v;
+    const char *room = NULL;
+    bool force = false;
+    if (op == API_OP_MESSAGE || op == API_OP_ATTRIBUTES || op == API_OP_ADD) {
         if (!(body = read_body(req)))
             return;
         if (!body_ok(req, op, body)) {
@@ -429,73 +336,29 @@ static void conn_call_start(struct evhttp_request *req, enum conn_op op, const c
             return;
         }
     }
-    struct conn_call *call = calloc(1, sizeof(*call));
-    if (!call) {
-        json_object_put(body);
-        send_error(req, 500, "out of memory");
-        return;
+    if (op == API_OP_MESSAGE) {
+        json_object_object_get_ex(body, "message", &v);
+        arg = json_object_get(v);
+    } else if (op == API_OP_ATTRIBUTES) {
+        arg = json_object_get(body);
+    } else if (op == API_OP_ADD) {
+        json_object_object_get_ex(body, "room", &v);
+        room = json_object_get_string(v);
+        force = json_object_object_get_ex(body, "force", &v) && json_object_get_boolean(v);
     }
-    call->req = req;
-    call->op = op;
-    call->serial = serial;
-    call->body = body;
-    worker_call(&workers[worker], run_conn_call, call);
-}
-
-/* GET /api/connections: every worker renders its connections' details. */
-struct list_call {
-    struct evhttp_request *req;
-    atomic_int pending;
-    pthread_mutex_t lock;
-    struct evbuffer *out;
-    bool first;
-};
-
-static void list_finish(evutil_socket_t fd, short what, void *arg)
-{
-    struct list_call *lc = arg;
-    evbuffer_add(lc->out, "]}\n", 3);
-    evhttp_add_header(evhttp_request_get_output_headers(lc->req), "Content-Type",
-                      "application/json");
-    evhttp_send_reply(lc->req, 200, "OK", lc->out);
-    evbuffer_free(lc->out);
-    pthread_mutex_destroy(&lc->lock);
-    free(lc);
-}
-
-static void list_worker(struct worker *w, void *arg)
-{
-    struct list_call *lc = arg;
-    pthread_mutex_lock(&lc->lock);
-    for (struct conn *c = w->conns; c; c = c->hh.next) {
-        if (c->dead)
-            continue;
-        json_object *d = conn_details(c);
-        evbuffer_add_printf(lc->out, "%s%s", lc->first ? "" : ",",
-                            json_object_to_json_string_ext(d, ROOMD_JSON_FLAGS));
-        lc->first = false;
-        json_object_put(d);
-    }
-    pthread_mutex_unlock(&lc->lock);
-    if (atomic_fetch_sub(&lc->pending, 1) == 1)
-        event_base_once(main_base, -1, EV_TIMEOUT, list_finish, lc, NULL);
+    struct admin_answer *a = answer_new(req);
+    if (a)
+        api_conn_call(id, op, arg, room, force, answer_cb, a);
+    else
+        json_object_put(arg);
+    json_object_put(body);
 }
 
 static void list_connections(struct evhttp_request *req)
 {
-    struct list_call *lc = calloc(1, sizeof(*lc));
-    if (!lc || !(lc->out = evbuffer_new())) {
-        free(lc);
-        send_error(req, 500, "out of memory");
-        return;
-    }
-    lc->req = req;
-    lc->first = true;
-    atomic_init(&lc->pending, nworkers);
-    pthread_mutex_init(&lc->lock, NULL);
-    evbuffer_add(lc->out, "{\"connections\":[", 16);
-    for (int i = 0; i < nworkers; i++)
-        worker_call(&workers[i], list_worker, lc);
+    struct admin_answer *a = answer_new(req);
+    if (a)
+        roomd_list_connections(answer_cb, a);
 }
 
 static void handle_connections(struct evhttp_request *req, enum evhttp_cmd_type cmd, char **seg,
@@ -511,22 +374,22 @@ static void handle_connections(struct evhttp_request *req, enum evhttp_cmd_type 
     const char *id = seg[2];
     const char *sub = n == 4 ? seg[3] : NULL;
     if (n == 3 && cmd == EVHTTP_REQ_GET)
-        conn_call_start(req, OP_DETAILS, id);
+        conn_call_start(req, API_OP_DETAILS, id);
     else if (n == 3 && cmd == EVHTTP_REQ_DELETE)
-        conn_call_start(req, OP_DISCONNECT, id);
+        conn_call_start(req, API_OP_DISCONNECT, id);
     else if (n == 3)
         send_error(req, 405, "method not allowed");
     else if (sub && !strcmp(sub, "message"))
-        cmd == EVHTTP_REQ_POST ? conn_call_start(req, OP_MESSAGE, id)
+        cmd == EVHTTP_REQ_POST ? conn_call_start(req, API_OP_MESSAGE, id)
                                : send_error(req, 405, "method not allowed");
     else if (sub && !strcmp(sub, "attributes"))
-        cmd == EVHTTP_REQ_PATCH ? conn_call_start(req, OP_ATTRIBUTES, id)
+        cmd == EVHTTP_REQ_PATCH ? conn_call_start(req, API_OP_ATTRIBUTES, id)
                                 : send_error(req, 405, "method not allowed");
     else if (sub && !strcmp(sub, "room")) {
         if (cmd == EVHTTP_REQ_PUT)
-            conn_call_start(req, OP_ADD, id);
+            conn_call_start(req, API_OP_ADD, id);
         else if (cmd == EVHTTP_REQ_DELETE)
-            conn_call_start(req, OP_REMOVE, id);
+            conn_call_start(req, API_OP_REMOVE, id);
         else
             send_error(req, 405, "method not allowed");
     } else

@@ -28,6 +28,7 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_AUTH_DISABLED] = "auth is disabled",
     [ERR_BINARY_FRAME] = "binary frames are not supported",
     [ERR_STORE_UNAVAILABLE] = "store unavailable",
+    [ERR_SAY_REFUSED] = "message refused",
 };
 
 const char *err_text(enum roomd_err err)

@@ -31,6 +31,7 @@ enum roomd_err {
     ERR_AUTH_DISABLED,
     ERR_BINARY_FRAME,
     ERR_STORE_UNAVAILABLE,
+    ERR_SAY_REFUSED,
     ERR__COUNT
 };
 

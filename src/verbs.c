@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api.h"
 #include "config.h"
 #include "conn.h"
 #include "log.h"
@@ -120,6 +121,12 @@ static const char *room_arg(struct conn *c, uint64_t count, const struct request
     return room;
 }
 
+/* Whether the embedding program's join hook lets C into ROOM. */
+static bool join_hook_allows(struct conn *c, const char *room)
+{
+    return !api_hooks.on_join || api_hooks.on_join(c, room, api_hooks.ud);
+}
+
 /* ---------------------------------------------------------- the welcome */
 
 static void send_welcome(struct conn *c)
@@ -167,9 +174,14 @@ static void joined(const struct store_result *res, void *ctx)
 void verbs_session_start(struct conn *c)
 {
     c->session = true;
+    if (api_hooks.on_connect && !api_hooks.on_connect(c, api_hooks.ud)) {
+        conn_close(c, "disconnected by server");
+        return;
+    }
     const char *room = settings.default_room;
     struct pending *p;
-    if (*room == '\0' || !(p = pending_new(c, 0, room, strlen(room)))) {
+    if (*room == '\0' || !join_hook_allows(c, room) ||
+        !(p = pending_new(c, 0, room, strlen(room)))) {
         send_welcome(c);
         return;
     }
@@ -185,6 +197,10 @@ static void verb_room_change(struct conn *c, uint64_t count, const struct reques
         return;
     if (in_live_room(c, room)) {
         conn_reply_err(c, count, ERR_ALREADY_IN_ROOM);
+        return;
+    }
+    if (!join_hook_allows(c, room)) {
+        conn_reply_err(c, count, ERR_NOT_AUTHORIZED);
         return;
     }
     struct pending *p = pending_new(c, count, room, len);
@@ -209,6 +225,10 @@ void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member
     }
     if (in_live_room(c, room)) {
         cb(ERR_NONE, false, ctx);
+        return;
+    }
+    if (!force && !join_hook_allows(c, room)) {
+        cb(ERR_NOT_AUTHORIZED, false, ctx);
         return;
     }
     struct pending *p = pending_new(c, 0, room, len);
@@ -294,6 +314,10 @@ static void verb_listen(struct conn *c, uint64_t count, const struct request *re
         conn_reply_err(c, count, ERR_ALREADY_LISTENING);
         return;
     }
+    if (!join_hook_allows(c, room)) {
+        conn_reply_err(c, count, ERR_NOT_AUTHORIZED);
+        return;
+    }
     struct pending *p = pending_new(c, count, room, len);
     if (!p) {
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
@@ -340,6 +364,10 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
     }
     if (!conn_say_allowed(c)) {
         conn_reply_err(c, count, ERR_RATE_LIMIT);
+        return;
+    }
+    if (api_hooks.on_say && !api_hooks.on_say(c, c->room, text, api_hooks.ud)) {
+        conn_reply_err(c, count, ERR_SAY_REFUSED);
         return;
     }
     json_object *chat =
@@ -533,6 +561,8 @@ void verbs_request(struct conn *c, const char *line, size_t len)
 
 void verbs_disconnected(struct conn *c)
 {
+    if (c->session && api_hooks.on_disconnect)
+        api_hooks.on_disconnect(c, api_hooks.ud);
     leave_room(c);
     while (c->nlistening > 0) {
         struct listen_entry *e = &c->listening[c->nlistening - 1];

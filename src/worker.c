@@ -344,6 +344,8 @@ static int worker_init(struct worker *w, int index)
 int workers_start(int n)
 {
     nworkers = n;
+    if (workers) /* already running */
+        return -1;
     workers = calloc((size_t)n, sizeof(*workers));
     if (!workers)
         return -1;

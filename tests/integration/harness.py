@@ -582,6 +582,10 @@ class RoomdTestCase(unittest.TestCase):
         """Send a request; its reply must be exactly the error line with this text."""
         self.assertLine(c.request_raw(line), err_line(text, c.count))
 
+    def assertNextError(self, c, text):
+        """The next reply is exactly this error (for requests sent with send_raw)."""
+        self.assertLine(c.expect_raw({"context": "response"}), err_line(text, c.count))
+
     def assertJson(self, got, expected):
         self.assertTrue(json_equal(got, expected),
                         "\n got:      %s\n expected: %s" % (dumps(got), dumps(expected)))

@@ -1,0 +1,29 @@
+/* api.h -- what the admin API and the verbs share with the public C API
+ * (roomd.h) beyond it. */
+#ifndef ROOMD_API_H
+#define ROOMD_API_H
+
+#include <stdbool.h>
+
+#include <json-c/json.h>
+
+#include "roomd.h"
+
+/* The hooks roomd_set_hooks() installed (all NULL by default). */
+extern struct roomd_hooks api_hooks;
+
+/* id, type, remoteIP, remotePort, connectedAt: nobody may change them. */
+bool api_attribute_read_only(const char *key);
+/* roomStatus data as JSON (a missing room: 0 members). */
+json_object *api_room_status(const char *room);
+/* roomd_socket_room_broadcast with MESSAGE already parsed (consumed). */
+int api_broadcast(const char *from_id, const char *room, json_object *message);
+
+/* Operations on one connection, by the codes of api.c, with an argument
+ * already parsed (consumed). */
+enum { API_OP_DETAILS, API_OP_MESSAGE, API_OP_ATTRIBUTES, API_OP_ADD, API_OP_REMOVE,
+       API_OP_DISCONNECT };
+void api_conn_call(const char *conn_id, int op, json_object *arg, const char *room, bool force,
+                   roomd_result_cb cb, void *ud);
+
+#endif

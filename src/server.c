@@ -1,0 +1,250 @@
+/* server.c -- start-up, signals and the graceful stop (roomd_init,
+ * roomd_run, roomd_stop of roomd.h).
+ *
+ * The thread that calls roomd_run() is the acceptor: it starts the workers,
+ * opens the listeners and then runs its own event loop for accepts, the
+ * admin API and signals until SIGTERM/SIGINT or roomd_stop(). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include "acceptor.h"
+#include "admin.h"
+#include "config.h"
+#include "log.h"
+#include "registry.h"
+#include "roomd.h"
+#include "store.h"
+#include "verbs.h"
+#include "worker.h"
+
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: roomd [-c FILE] [--key=value ...]\n"
+            "       roomd --help | --version\n\n"
+            "A chat daemon: rooms for TCP line clients.\n"
+            "Settings come from built-in defaults, then FILE (key = value lines),\n"
+            "then --key=value options (dashes and underscores are the same).\n\n"
+            "Options:\n"
+            "  -c, --config FILE    read settings from FILE\n"
+            "  -h, --help           show this help\n"
+            "  -V, --version        show the version\n\n"
+            "Settings:\n");
+    config_print_keys(out);
+}
+
+/* Apply the command line: -c FILE first, then every --key=value. */
+static int parse_args(int argc, char **argv)
+{
+    const char *file = NULL;
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            printf("roomd %s\n", PACKAGE_VERSION);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            if (++i == argc) {
+                fprintf(stderr, "roomd: %s needs a file name\n", argv[i - 1]);
+                return -1;
+            }
+            file = argv[i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            file = argv[i] + 9;
+        } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
+            fprintf(stderr, "roomd: unexpected argument '%s' (see roomd --help)\n", argv[i]);
+            return -1;
+        }
+    }
+    if (file && config_load_file(&settings, file, err, sizeof(err)) < 0) {
+        fprintf(stderr, "roomd: %s\n", err);
+        return -1;
+    }
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
+            i++;
+            continue;
+        }
+        if (!strncmp(argv[i], "--config=", 9))
+            continue;
+        char *arg = strdup(argv[i] + 2);
+        char *eq = strchr(arg, '=');
+        *eq = '\0';
+        int rc = config_set(&settings, arg, eq + 1, err, sizeof(err));
+        free(arg);
+        if (rc < 0) {
+            fprintf(stderr, "roomd: %s\n", err);
+            return -1;
+        }
+    }
+    if (config_validate(&settings, err, sizeof(err)) < 0) {
+        fprintf(stderr, "roomd: %s\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* Create every room named in starting_rooms (comma-separated). */
+static int create_starting_rooms(void)
+{
+    char *list = strdup(settings.starting_rooms), *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        while (*name == ' ')
+            name++;
+        size_t len = strlen(name);
+        while (len > 0 && name[len - 1] == ' ')
+            name[--len] = '\0';
+        if (len == 0)
+            continue;
+        if (!verbs_room_name_valid(name, len, (size_t)settings.max_room_name)) {
+            log_error("starting_rooms: '%s' is not a valid room name", name);
+            free(list);
+            return -1;
+        }
+        store_room_add(name);
+    }
+    free(list);
+    return 0;
+}
+
+static void write_pid_file(void)
+{
+    if (!*settings.pid_file)
+        return;
+    FILE *f = fopen(settings.pid_file, "w");
+    if (!f) {
+        log_warn("pid_file %s: cannot write it", settings.pid_file);
+        return;
+    }
+    fprintf(f, "%ld\n", (long)getpid());
+    fclose(f);
+}
+
+/* The graceful stop: no new clients, every worker says goodbye to its
+ * clients and ends, then the main loop ends. */
+static void stop_now(void)
+{
+    acceptor_close_all();
+    admin_stop();
+    workers_stop();
+    event_base_loopexit(main_base, NULL);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+    log_info("signal %d: stopping", (int)sig);
+    stop_now();
+}
+
+static void on_stop_request(evutil_socket_t fd, short what, void *arg)
+{
+    log_info("stop requested: stopping");
+    stop_now();
+}
+
+void roomd_stop(void)
+{
+    if (main_base)
+        event_base_once(main_base, -1, EV_TIMEOUT, on_stop_request, NULL, NULL);
+}
+
+static void on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    log_info("SIGHUP: nothing to reload in this version");
+}
+
+static bool initialized;
+
+int roomd_init(int argc, char **argv)
+{
+    config_init(&settings);
+    if (parse_args(argc, argv) < 0) {
+        config_free(&settings);
+        return 2;
+    }
+    log_set_level((enum log_level)log_level_parse(settings.log_level));
+    signal(SIGPIPE, SIG_IGN);
+    /* Locking on for the main base only: workers hand it admin answers. */
+    evthread_use_pthreads();
+    main_base = event_base_new();
+    int n = settings.workers > 0 ? settings.workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (!main_base || registry_init(n > 0 ? n : 1) < 0 || store_open() < 0 ||
+        create_starting_rooms() < 0)
+        return 1;
+    nworkers = n > 0 ? n : 1;
+    initialized = true;
+    return 0;
+}
+
+int roomd_run(void)
+{
+    struct event_base *base = main_base;
+    if (!initialized || workers_start(nworkers) < 0)
+        return 1;
+    if (settings.port > 0 &&
+        acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0)
+        return 1;
+    if (settings.websocket_port > 0 &&
+        acceptor_listen(base, settings.websocket_bind, settings.websocket_port,
+                        TRANSPORT_WEBSOCKET) < 0)
+        return 1;
+    if (admin_start(base) < 0)
+        return 1;
+
+    struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, NULL);
+    struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, NULL);
+    struct event *sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
+    event_add(sigterm, NULL);
+    event_add(sigint, NULL);
+    event_add(sighup, NULL);
+    write_pid_file();
+    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
+             settings.port, settings.websocket_port,
+             *settings.admin_key ? settings.admin_port : 0, nworkers, settings.store);
+
+    event_base_dispatch(base);
+
+    event_free(sigterm);
+    event_free(sigint);
+    event_free(sighup);
+    return 0;
+}
+
+/* Free what roomd_init and roomd_run made. */
+static void roomd_cleanup(void)
+{
+    if (workers)
+        workers_free();
+    store_close();
+    registry_shutdown();
+    if (main_base)
+        event_base_free(main_base);
+    main_base = NULL;
+    if (*settings.pid_file)
+        unlink(settings.pid_file);
+    config_free(&settings);
+    initialized = false;
+}
+
+int roomd_main(int argc, char **argv)
+{
+    int rc = roomd_init(argc, argv);
+    if (rc == 0) {
+        rc = roomd_run();
+        log_info(rc == 0 ? "roomd stopped" : "roomd could not start");
+    }
+    if (rc != 2)
+        roomd_cleanup();
+    return rc;
+}
