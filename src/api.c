@@ -114,7 +114,7 @@ int roomd_set_authentication_pattern(const char *room, const char *key, const ch
 
 json_object *api_room_status(const char *room)
 {
-    json_object *st = registry_status(room, 0, settings.room_view_limit);
+    json_object *st = store_room_status(room, settings.room_view_limit);
     if (st)
         return st;
     st = json_object_new_object();
@@ -138,7 +138,7 @@ int api_broadcast(const char *from_id, const char *room, json_object *message)
 {
     uint64_t uid, skip = 0;
     int worker;
-    if (!registry_lookup(room, &uid)) {
+    if (!registry_lookup(room, &uid) && !(store_room_exists(room) && registry_lookup(room, &uid))) {
         json_object_put(message);
         return -1;
     }
@@ -148,7 +148,7 @@ int api_broadcast(const char *from_id, const char *room, json_object *message)
     struct msg *m = msg_new(chat);
     json_object_put(chat);
     if (m) {
-        store_publish(NULL, room, uid, m, skip);
+        store_publish(NULL, room, uid, m, skip, from_id);
         msg_unref(m);
     }
     return 0;

@@ -44,6 +44,10 @@ static const struct config_key config_keys[] = {
     {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis"},
     {"server_id", KEY_STR, OFF(server_id), "", 0, 0,
      "this server's name in a cluster (default: host name and port)"},
+    {"server_timeout", KEY_LONG, OFF(server_timeout), "5", 2, 3600,
+     "seconds without a heartbeat before other servers drop a server's members"},
+    {"redis_wait", KEY_BOOL, OFF(redis_wait), "true", 0, 1,
+     "at start-up, wait for Redis (retrying) instead of exiting"},
     {"starting_rooms", KEY_STR, OFF(starting_rooms), "defaultRoom", 0, 0,
      "comma-separated rooms created at boot"},
     {"default_room", KEY_STR, OFF(default_room), "defaultRoom", 0, 0,
@@ -232,9 +236,8 @@ int config_load_file(struct roomd_config *cfg, const char *path, char *err, size
 
 int config_validate(const struct roomd_config *cfg, char *err, size_t errlen)
 {
-    if (strcmp(cfg->store, "memory") != 0) {
-        snprintf(err, errlen, "store: '%s' is not available in this build (only 'memory')",
-                 cfg->store);
+    if (strcmp(cfg->store, "memory") != 0 && strncmp(cfg->store, "redis://", 8) != 0) {
+        snprintf(err, errlen, "store: '%s' is neither 'memory' nor a redis:// URL", cfg->store);
         return -1;
     }
     if (log_level_parse(cfg->log_level) < 0) {

@@ -19,6 +19,8 @@ struct roomd_config {
     char *store;
     char *redis_prefix;
     char *server_id;
+    long server_timeout;
+    bool redis_wait;
     char *starting_rooms; /* comma-separated */
     char *default_room;
     char *welcome_message;

@@ -267,7 +267,9 @@ void conn_close(struct conn *c, const char *reason)
 {
     if (c->dead || c->closing)
         return;
-    if (!c->session) { /* no welcome yet (a WebSocket handshake): no goodbye */
+    /* No welcome yet (a WebSocket handshake): no goodbye.  Without a reason
+     * (an HTTP answer on the WebSocket port) the output still drains. */
+    if (!c->session && reason) {
         conn_abort(c, NULL);
         return;
     }
@@ -313,8 +315,23 @@ void conn_abort(struct conn *c, const char *why)
     schedule_reap(c);
 }
 
+void conn_hold(struct conn *c)
+{
+    c->holds++;
+}
+
+void conn_release(struct conn *c)
+{
+    if (--c->holds == 0 && c->reap_deferred)
+        conn_reap(c);
+}
+
 void conn_reap(struct conn *c)
 {
+    if (c->holds > 0) { /* a store callback will come back for it */
+        c->reap_deferred = true;
+        return;
+    }
     verbs_disconnected(c); /* leave the room (announced), stop listening */
     HASH_DEL(c->worker->conns, c);
     index_del(c);

@@ -54,6 +54,8 @@ struct conn {
     bool skipping_line; /* the rest of an overlong line is being dropped */
     bool closing;       /* goodbye sent, waiting for the output to drain */
     bool dead;          /* on the reap list */
+    bool reap_deferred; /* dead, but a store callback still holds it */
+    int holds;          /* store operations in flight that will call back */
     struct conn *reap_next;
 };
 
@@ -86,6 +88,11 @@ void conn_close(struct conn *c, const char *reason);
 void conn_abort(struct conn *c, const char *why);
 /* Free what conn_close/conn_abort marked; the worker calls it. */
 void conn_reap(struct conn *c);
+
+/* A store operation in flight keeps C allocated (not alive: check c->dead
+ * in the callback) until it releases it. */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
 
 /* Replies to request COUNT: {"status":"OK",...} and the error form. */
 void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_data);

@@ -9,6 +9,11 @@ struct msg *msg_new(json_object *obj)
 {
     size_t len;
     const char *text = json_object_to_json_string_length(obj, ROOMD_JSON_FLAGS, &len);
+    return msg_new_text(text, len);
+}
+
+struct msg *msg_new_text(const char *text, size_t len)
+{
     struct msg *m = malloc(sizeof(*m) + len + 2);
     if (!m)
         return NULL;

@@ -20,6 +20,8 @@ struct msg {
 
 /* Serialize OBJ (compact, slashes unescaped) into a new message, refs = 1. */
 struct msg *msg_new(json_object *obj);
+/* A message from JSON text already serialized (LEN bytes), refs = 1. */
+struct msg *msg_new_text(const char *text, size_t len);
 struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
 

@@ -6,8 +6,9 @@
  * from inside the call; a networked store answers later from the same
  * thread's event loop.  Verbs are written only against this interface.
  *
- * Server-side room management (add, delete, patterns) is synchronous for
- * the memory store and is called from the admin thread. */
+ * Server-side room management (add, delete, patterns, status) answers at
+ * once and may be called from any thread: the Redis store does it with a
+ * blocking connection of its own, under a mutex. */
 #ifndef ROOMD_STORE_H
 #define ROOMD_STORE_H
 
@@ -31,8 +32,40 @@ struct store_result {
 
 typedef void (*store_cb)(const struct store_result *res, void *ctx);
 
+/* The operations a store provides; store.c forwards each store_* call to
+ * the store the configuration chose (store_memory.c, store_redis.c). */
+struct store_ops {
+    int (*open)(void);
+    void (*close)(void);
+    void (*worker_start)(struct worker *w); /* on the main thread, before w runs */
+    void (*worker_stop)(struct worker *w);  /* on w's thread, as it ends */
+    void (*join)(struct worker *w, const char *room, const char *id, json_object *attrs,
+                 store_cb cb, void *ctx);
+    void (*leave)(struct worker *w, const char *room, uint64_t uid, const char *id,
+                  store_cb cb, void *ctx);
+    void (*check_listen)(struct worker *w, const char *room, json_object *attrs, store_cb cb,
+                         void *ctx);
+    void (*room_view)(struct worker *w, const char *room, uint64_t uid, long limit,
+                      store_cb cb, void *ctx);
+    void (*publish)(struct worker *from, const char *room, uint64_t uid, struct msg *m,
+                    uint64_t skip_serial, const char *skip_id);
+    int (*room_add)(const char *room);
+    bool (*room_del)(const char *room);
+    bool (*room_exists)(const char *room);
+    enum roomd_err (*room_set_pattern)(const char *room, json_object *pattern);
+    json_object *(*room_status)(const char *room, long limit);
+    /* Whether W's operations can reach the store now; NULL: always. */
+    bool (*available)(const struct worker *w);
+};
+
+extern const struct store_ops store_memory_ops;
+extern const struct store_ops store_redis_ops;
+
+/* Choose and open the store named by settings.store. */
 int store_open(void);
 void store_close(void);
+void store_worker_start(struct worker *w);
+void store_worker_stop(struct worker *w);
 
 /* Client-side operations, on a worker's thread. */
 void store_join(struct worker *w, const char *room, const char *id, json_object *attrs,
@@ -43,16 +76,25 @@ void store_check_listen(struct worker *w, const char *room, json_object *attrs, 
                         void *ctx);
 void store_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
                      void *ctx);
+/* Room NAME was deleted: drop it from the registry; its local members and
+ * listeners hear "this room has been deleted" (both stores use it). */
+void store_local_room_deleted(const char *room);
+/* Whether worker W can reach the store now (say needs it to reach every
+ * server: while it cannot, say answers "store unavailable"). */
+bool store_available(const struct worker *w);
 /* Whether room NAME is still generation UID (a cheap local check). */
 bool store_room_alive(const char *room, uint64_t uid);
-/* Deliver M to room ROOM's members and listeners but SKIP_SERIAL. */
+/* Deliver M to room ROOM's members and listeners but the connection
+ * SKIP_SERIAL (whose id, for other servers, is SKIP_ID; both may be 0/NULL). */
 void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                   uint64_t skip_serial);
+                   uint64_t skip_serial, const char *skip_id);
 
 /* Server-side operations, any thread. */
 int store_room_add(const char *room);            /* 1 created, 0 existed */
 bool store_room_del(const char *room);           /* members hear the notice */
 bool store_room_exists(const char *room);
 enum roomd_err store_room_set_pattern(const char *room, json_object *pattern);
+/* roomStatus data (members of every server); a missing room: 0 members. */
+json_object *store_room_status(const char *room, long limit);
 
 #endif

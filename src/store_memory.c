@@ -1,22 +1,24 @@
 /* store_memory.c -- the embedded store: the registry is the whole truth.
  *
  * Each operation does its registry call and completes at once, on the
- * caller's thread, as store.h promises. */
+ * caller's thread, as store.h promises.  store_room_alive() and the
+ * room-deleted notice are shared with the Redis store, which keeps the
+ * registry as its local mirror. */
 #include "msg.h"
 #include "registry.h"
 #include "store.h"
 #include "worker.h"
 
-int store_open(void)
+static int memory_open(void)
 {
     return 0;
 }
 
-void store_close(void)
+static void memory_close(void)
 {
 }
 
-void store_join(struct worker *w, const char *room, const char *id, json_object *attrs,
+static void memory_join(struct worker *w, const char *room, const char *id, json_object *attrs,
                 store_cb cb, void *ctx)
 {
     struct store_result r = {0};
@@ -24,7 +26,7 @@ void store_join(struct worker *w, const char *room, const char *id, json_object 
     cb(&r, ctx);
 }
 
-void store_leave(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
+static void memory_leave(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
                  void *ctx)
 {
     struct store_result r = {0};
@@ -33,7 +35,7 @@ void store_leave(struct worker *w, const char *room, uint64_t uid, const char *i
         cb(&r, ctx);
 }
 
-void store_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
+static void memory_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
                         void *ctx)
 {
     struct store_result r = {0};
@@ -41,7 +43,7 @@ void store_check_listen(struct worker *w, const char *room, json_object *attrs, 
     cb(&r, ctx);
 }
 
-void store_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
+static void memory_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
                      void *ctx)
 {
     struct store_result r = {0};
@@ -57,22 +59,22 @@ bool store_room_alive(const char *room, uint64_t uid)
     return registry_lookup(room, &now) && now == uid;
 }
 
-void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                   uint64_t skip_serial)
+static void memory_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
+                           uint64_t skip_serial, const char *skip_id)
 {
     worker_fanout(from, room, uid, m, skip_serial);
 }
 
-int store_room_add(const char *room)
+static int memory_room_add(const char *room)
 {
     return registry_add(room);
 }
 
-bool store_room_del(const char *room)
+void store_local_room_deleted(const char *room)
 {
     uint64_t uid;
     if (!registry_del(room, &uid))
-        return false;
+        return;
     json_object *notice =
         msg_chat_json(json_object_new_string("this room has been deleted"), room, NULL);
     struct msg *m = msg_new(notice);
@@ -81,15 +83,42 @@ bool store_room_del(const char *room)
         worker_room_deleted(uid, m);
         msg_unref(m);
     }
+}
+
+static bool memory_room_del(const char *room)
+{
+    if (!registry_lookup(room, NULL))
+        return false;
+    store_local_room_deleted(room);
     return true;
 }
 
-bool store_room_exists(const char *room)
+static bool memory_room_exists(const char *room)
 {
     return registry_lookup(room, NULL);
 }
 
-enum roomd_err store_room_set_pattern(const char *room, json_object *pattern)
+static enum roomd_err memory_room_set_pattern(const char *room, json_object *pattern)
 {
     return registry_set_pattern(room, pattern);
 }
+
+static json_object *memory_room_status(const char *room, long limit)
+{
+    return registry_status(room, 0, limit);
+}
+
+const struct store_ops store_memory_ops = {
+    .open = memory_open,
+    .close = memory_close,
+    .join = memory_join,
+    .leave = memory_leave,
+    .check_listen = memory_check_listen,
+    .room_view = memory_room_view,
+    .publish = memory_publish,
+    .room_add = memory_room_add,
+    .room_del = memory_room_del,
+    .room_exists = memory_room_exists,
+    .room_set_pattern = memory_room_set_pattern,
+    .room_status = memory_room_status,
+};

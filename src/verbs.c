@@ -37,6 +37,7 @@ static struct pending *pending_new(struct conn *c, uint64_t count, const char *r
         return NULL;
     p->c = c;
     p->count = count;
+    conn_hold(c);
     if (room && !(p->room = strndup(room, len))) {
         free(p);
         return NULL;
@@ -46,6 +47,7 @@ static struct pending *pending_new(struct conn *c, uint64_t count, const char *r
 
 static void pending_free(struct pending *p)
 {
+    conn_release(p->c);
     free(p->room);
     free(p);
 }
@@ -74,7 +76,7 @@ static void announce(struct conn *c, const char *room, uint64_t uid, const char 
     json_object_put(chat);
     if (!m)
         return;
-    store_publish(c->worker, room, uid, m, c->serial);
+    store_publish(c->worker, room, uid, m, c->serial, c->id);
     msg_unref(m);
 }
 
@@ -144,6 +146,14 @@ static void joined(const struct store_result *res, void *ctx)
 {
     struct pending *p = ctx;
     struct conn *c = p->c;
+    if (c->dead) { /* gone while the store worked: undo the join */
+        if (!res->err)
+            store_leave(c->worker, p->room, res->uid, c->id, NULL, NULL);
+        if (p->member_cb)
+            p->member_cb(ERR_CONN_NOT_FOUND, false, p->member_ctx);
+        pending_free(p);
+        return;
+    }
     if (res->err) {
         if (p->member_cb) {
             p->member_cb(res->err, false, p->member_ctx);
@@ -254,7 +264,9 @@ static void verb_room_leave(struct conn *c, uint64_t count, const struct request
 static void viewed(const struct store_result *res, void *ctx)
 {
     struct pending *p = ctx;
-    if (res->err)
+    if (p->c->dead)
+        json_object_put(res->data);
+    else if (res->err)
         conn_reply_err(p->c, p->count, res->err);
     else
         conn_reply_ok(p->c, p->count, res->data, true);
@@ -281,7 +293,9 @@ static void listened(const struct store_result *res, void *ctx)
 {
     struct pending *p = ctx;
     struct conn *c = p->c;
-    if (res->err) {
+    if (c->dead) {
+        /* nothing to undo: listening is local */
+    } else if (res->err) {
         conn_reply_err(c, p->count, res->err);
     } else if (conn_listen_find(c, p->room) >= 0) {
         conn_reply_err(c, p->count, ERR_ALREADY_LISTENING); /* raced itself */
@@ -370,12 +384,16 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
         conn_reply_err(c, count, ERR_SAY_REFUSED);
         return;
     }
+    if (!store_available(c->worker)) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
     json_object *chat =
         msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
     struct msg *m = msg_new(chat);
     json_object_put(chat);
     if (m) {
-        store_publish(c->worker, c->room, c->room_uid, m, c->serial);
+        store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id);
         msg_unref(m);
     }
     conn_reply_ok(c, count, NULL, false);

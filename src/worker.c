@@ -27,6 +27,7 @@
 #include "log.h"
 #include "msg.h"
 #include "registry.h"
+#include "store.h"
 #include "worker.h"
 
 /* How long a graceful stop waits for clients to take their goodbye. */
@@ -240,6 +241,7 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
     struct conn *c, *tmp;
     HASH_ITER(hh, w->conns, c, tmp)
     conn_abort(c, NULL);
+    event_base_loopexit(w->base, NULL); /* held connections are freed after */
 }
 
 static void worker_begin_shutdown(struct worker *w)
@@ -316,6 +318,14 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     event_base_dispatch(w->base);
+    store_worker_stop(w); /* its callbacks release what they held */
+    struct conn *c, *tmp;
+    HASH_ITER(hh, w->conns, c, tmp) /* whatever the grace period left */
+    {
+        c->holds = 0;
+        c->reap_deferred = false;
+        conn_reap(c);
+    }
     return NULL;
 }
 
@@ -338,6 +348,7 @@ static int worker_init(struct worker *w, int index)
     w->shutdown_ev = evtimer_new(w->base, on_shutdown_deadline, w);
     if (!w->wake_ev || !w->reap_ev || !w->shutdown_ev)
         return -1;
+    store_worker_start(w);
     return event_add(w->wake_ev, NULL);
 }
 

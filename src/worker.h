@@ -70,6 +70,7 @@ struct worker {
     struct conn *conns;         /* hash by serial: every live connection */
     struct local_room *rooms;   /* hash by room uid: local recipients */
     bool stopping;
+    void *store_state; /* the store's per-worker state (Redis: a connection) */
 
     /* Counters for /api/stats: written by this worker only, read by the
      * admin thread (relaxed atomics, one writer: no contention). */

@@ -245,6 +245,8 @@ END_TEST
 START_TEST(test_validate_store)
 {
     ck_assert_int_eq(config_set(&cfg, "store", "redis://127.0.0.1:6379", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+    ck_assert_int_eq(config_set(&cfg, "store", "mongodb://x", err, sizeof(err)), 0);
     err[0] = '\0';
     ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
     ASSERT_ERR_HAS("store");

@@ -1,0 +1,90 @@
+/* store.c -- forwards the store interface to the configured store. */
+#include <string.h>
+
+#include "config.h"
+#include "store.h"
+
+static const struct store_ops *store = &store_memory_ops;
+
+int store_open(void)
+{
+    store = strncmp(settings.store, "redis://", 8) == 0 ? &store_redis_ops : &store_memory_ops;
+    return store->open();
+}
+
+void store_close(void)
+{
+    store->close();
+}
+
+void store_worker_start(struct worker *w)
+{
+    if (store->worker_start)
+        store->worker_start(w);
+}
+
+void store_worker_stop(struct worker *w)
+{
+    if (store->worker_stop)
+        store->worker_stop(w);
+}
+
+void store_join(struct worker *w, const char *room, const char *id, json_object *attrs,
+                store_cb cb, void *ctx)
+{
+    store->join(w, room, id, attrs, cb, ctx);
+}
+
+void store_leave(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
+                 void *ctx)
+{
+    store->leave(w, room, uid, id, cb, ctx);
+}
+
+void store_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
+                        void *ctx)
+{
+    store->check_listen(w, room, attrs, cb, ctx);
+}
+
+void store_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
+                     void *ctx)
+{
+    store->room_view(w, room, uid, limit, cb, ctx);
+}
+
+void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
+                   uint64_t skip_serial, const char *skip_id)
+{
+    store->publish(from, room, uid, m, skip_serial, skip_id);
+}
+
+int store_room_add(const char *room)
+{
+    return store->room_add(room);
+}
+
+bool store_room_del(const char *room)
+{
+    return store->room_del(room);
+}
+
+bool store_room_exists(const char *room)
+{
+    return store->room_exists(room);
+}
+
+enum roomd_err store_room_set_pattern(const char *room, json_object *pattern)
+{
+    return store->room_set_pattern(room, pattern);
+}
+
+json_object *store_room_status(const char *room, long limit)
+{
+    return store->room_status(room, limit);
+}
+
+bool store_available(const struct worker *w)
+{
+    return !store->available || store->available(w);
+}

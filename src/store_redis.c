@@ -1,0 +1,1050 @@
+/* store_redis.c -- the Redis store: rooms, patterns and members shared by
+ * every roomd server on one Redis, and the bus that carries their chat.
+ *
+ * Key layout (P = redis_prefix, "roomd:" by default; see roomd-redis(7)):
+ *   P rooms                    SET   every room name
+ *   P room:R:pattern           HASH  key -> the value's JSON text
+ *   P room:R:members           HASH  connection id -> {"id","joinedAt","server"}
+ *   P server:S:members         SET   "ID\nROOM" for each member server S owns
+ *   P servers                  ZSET  server id -> last heartbeat (ms)
+ *   P bus                      channel: "SERVER\nTYPE\nROOM\nSKIP-ID\nPAYLOAD"
+ *
+ * Connections and threads.  Each worker has its own async hiredis context
+ * on its own event base for its clients' operations; the main thread has
+ * the bus subscriber (async, on the main base) and one blocking context,
+ * under a mutex, for the server side (add, delete, patterns, status), the
+ * heartbeat and the reaper.  No context is ever used by two threads.
+ *
+ * The local registry stays the index for fan-out and mirrors the rooms and
+ * patterns of Redis: start-up loads them, bus events keep them current, a
+ * reconnect re-reads them.  Redis is the truth for what servers share.
+ *
+ * While Redis is away, what needs it answers "store unavailable" (say
+ * included: an acknowledged say reached every server); links reconnect with
+ * back-off, re-register their members and re-subscribe. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "config.h"
+#include "conn.h"
+#include "log.h"
+#include "msg.h"
+#include "registry.h"
+#include "store.h"
+#include "worker.h"
+
+/* Reconnect back-off: from the first to the last delay, doubling. */
+#define REDIS_BACKOFF_MIN_MS 100
+#define REDIS_BACKOFF_MAX_MS 5000
+/* A blocking call waits this long before the server side gives up. */
+#define REDIS_SYNC_TIMEOUT_MS 1000
+/* Commands a link may have in flight before it counts as unavailable: a
+ * paused Redis must not make roomd buffer without bound. */
+#define REDIS_MAX_IN_FLIGHT 100000
+/* Heartbeats per server_timeout. */
+#define REDIS_HEARTBEATS_PER_TIMEOUT 5
+
+static const char JOIN_CHECK_LUA[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return false end "
+    "return redis.call('HGETALL', KEYS[2])";
+static const char JOIN_ADD_LUA[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end "
+    "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) "
+    "redis.call('SADD', KEYS[3], ARGV[4]) return 1";
+static const char ROOM_ADD_LUA[] =
+    "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end "
+    "redis.call('DEL', KEYS[2], KEYS[3]) "
+    "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
+static const char ROOM_DEL_LUA[] =
+    "if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end "
+    "redis.call('DEL', KEYS[2], KEYS[3]) "
+    "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
+static const char PATTERN_LUA[] =
+    "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end "
+    "redis.call('DEL', KEYS[2]) "
+    "for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i+1]) end "
+    "redis.call('PUBLISH', KEYS[3], ARGV[2]) return 1";
+/* Take a dead server's members out of every room, once (the caller that
+ * removes it from the heartbeat set wins); returns its "ID\nROOM" entries. */
+static const char REAP_LUA[] =
+    "local s = redis.call('ZSCORE', KEYS[1], ARGV[1]) "
+    "if not s or tonumber(s) > tonumber(ARGV[3]) then return {} end "
+    "redis.call('ZREM', KEYS[1], ARGV[1]) "
+    "local e = redis.call('SMEMBERS', KEYS[2]) redis.call('DEL', KEYS[2]) "
+    "for _, v in ipairs(e) do local nl = string.find(v, '\\n', 1, true) "
+    "if nl then redis.call('HDEL', ARGV[2] .. 'room:' .. string.sub(v, nl + 1) .. "
+    "':members', string.sub(v, 1, nl - 1)) end end return e";
+
+/* ---------------------------------------------------------- settings */
+
+static char redis_host[256];
+static int redis_port = 6379;
+static char redis_socket[256];
+static int redis_db;
+static char server_id[300];
+static char key_rooms[512], key_servers[512], key_bus[512], key_self_members[1024];
+
+/* "redis://HOST:PORT[/DB]" or "redis:///path/to/socket". */
+static int parse_url(const char *url)
+{
+    const char *p = url + strlen("redis://");
+    if (*p == '/') {
+        snprintf(redis_socket, sizeof(redis_socket), "%s", p);
+        return 0;
+    }
+    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
+    size_t hostlen = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
+    if (hostlen == 0 || hostlen >= sizeof(redis_host))
+        return -1;
+    memcpy(redis_host, p, hostlen);
+    redis_host[hostlen] = '\0';
+    if (colon && (redis_port = atoi(colon + 1)) <= 0)
+        return -1;
+    if (slash)
+        redis_db = atoi(slash + 1);
+    return 0;
+}
+
+/* P room:R:SUFFIX into BUF. */
+static const char *room_key(char *buf, size_t len, const char *room, const char *suffix)
+{
+    snprintf(buf, len, "%sroom:%s:%s", settings.redis_prefix, room, suffix);
+    return buf;
+}
+
+/* A bus message: "SERVER\nTYPE\nROOM\nSKIP\nPAYLOAD"; malloc'd. */
+static char *bus_message(const char *type, const char *room, const char *skip,
+                         const char *payload, size_t plen, size_t *len)
+{
+    size_t n = strlen(server_id) + strlen(type) + strlen(room) + strlen(skip ? skip : "") +
+               plen + 5;
+    char *b = malloc(n);
+    if (!b)
+        return NULL;
+    int head = snprintf(b, n, "%s\n%s\n%s\n%s\n", server_id, type, room, skip ? skip : "");
+    memcpy(b + head, payload, plen);
+    *len = (size_t)head + plen;
+    return b;
+}
+
+/* --------------------------------------------------- the blocking link */
+
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+static redisContext *sync_ctx;
+
+static redisContext *sync_connect(void)
+{
+    struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
+    redisContext *c = *redis_socket ? redisConnectUnixWithTimeout(redis_socket, tv)
+                                    : redisConnectWithTimeout(redis_host, redis_port, tv);
+    if (!c || c->err) {
+        redisFree(c);
+        return NULL;
+    }
+    if (redisSetTimeout(c, tv) != REDIS_OK) {
+        redisFree(c);
+        return NULL;
+    }
+    if (redis_db) {
+        redisReply *r = redisCommand(c, "SELECT %d", redis_db);
+        freeReplyObject(r);
+    }
+    return c;
+}
+
+/* Run a command on the blocking link (reconnecting if needed); the reply
+ * or NULL when Redis cannot be reached.  Call with sync_lock held. */
+static redisReply *sync_argv(int argc, const char **argv, const size_t *lens)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (!sync_ctx && !(sync_ctx = sync_connect()))
+            return NULL;
+        redisReply *r = redisCommandArgv(sync_ctx, argc, argv, lens);
+        if (r)
+            return r;
+        redisFree(sync_ctx); /* broken: drop it, try a fresh one once */
+        sync_ctx = NULL;
+    }
+    return NULL;
+}
+
+static redisReply *sync_cmd(int argc, const char **argv)
+{
+    size_t lens[16];
+    for (int i = 0; i < argc; i++)
+        lens[i] = strlen(argv[i]);
+    pthread_mutex_lock(&sync_lock);
+    redisReply *r = sync_argv(argc, argv, lens);
+    pthread_mutex_unlock(&sync_lock);
+    if (r && r->type == REDIS_REPLY_ERROR) {
+        log_warn("redis: %s", r->str);
+        freeReplyObject(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* ------------------------------------------------------ async links */
+
+struct redis_link {
+    const char *name;
+    struct event_base *base;
+    redisAsyncContext *ac;
+    struct event *retry_ev;
+    int backoff_ms;
+    bool up;
+    long in_flight;
+    void (*on_up)(struct redis_link *link);
+    void *owner; /* the worker, or NULL for the bus subscriber */
+};
+
+static void link_connect(struct redis_link *link);
+
+static void link_schedule_retry(struct redis_link *link)
+{
+    struct timeval tv = {link->backoff_ms / 1000, (link->backoff_ms % 1000) * 1000};
+    link->backoff_ms = link->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS
+                                                                     : link->backoff_ms * 2;
+    event_add(link->retry_ev, &tv);
+}
+
+static void on_link_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *link = ac->data;
+    if (status != REDIS_OK) {
+        log_warn("redis (%s): cannot connect: %s", link->name, ac->errstr);
+        link->ac = NULL; /* hiredis frees it */
+        link_schedule_retry(link);
+        return;
+    }
+    link->up = true;
+    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    log_info("redis (%s): connected", link->name);
+    if (link->on_up)
+        link->on_up(link);
+}
+
+static void on_link_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_link *link = ac->data;
+    link->ac = NULL;
+    link->up = false;
+    link->in_flight = 0;
+    if (status != REDIS_OK) {
+        log_warn("redis (%s): connection lost: %s", link->name, ac->errstr);
+        link_schedule_retry(link);
+    }
+}
+
+static void on_link_retry(evutil_socket_t fd, short what, void *arg)
+{
+    link_connect(arg);
+}
+
+static void link_connect(struct redis_link *link)
+{
+    link->ac = *redis_socket ? redisAsyncConnectUnix(redis_socket)
+                             : redisAsyncConnect(redis_host, redis_port);
+    if (!link->ac || link->ac->err) {
+        log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
+        if (link->ac)
+            redisAsyncFree(link->ac);
+        link->ac = NULL;
+        link_schedule_retry(link);
+        return;
+    }
+    link->ac->data = link;
+    redisLibeventAttach(link->ac, link->base);
+    redisAsyncSetConnectCallback(link->ac, on_link_connect);
+    redisAsyncSetDisconnectCallback(link->ac, on_link_disconnect);
+    if (redis_db)
+        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", redis_db);
+}
+
+static struct redis_link *link_new(const char *name, struct event_base *base,
+                                   void (*on_up)(struct redis_link *), void *owner)
+{
+    struct redis_link *link = calloc(1, sizeof(*link));
+    if (!link)
+        return NULL;
+    link->name = name;
+    link->base = base;
+    link->on_up = on_up;
+    link->owner = owner;
+    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    link->retry_ev = evtimer_new(base, on_link_retry, link);
+    link_connect(link);
+    return link;
+}
+
+static void link_free(struct redis_link *link)
+{
+    if (!link)
+        return;
+    if (link->ac) {
+        link->ac->data = link;
+        redisAsyncFree(link->ac); /* pending callbacks run with a NULL reply */
+    }
+    event_free(link->retry_ev);
+    free(link);
+}
+
+static bool link_ready(const struct redis_link *link)
+{
+    return link && link->up && link->ac && link->in_flight < REDIS_MAX_IN_FLIGHT;
+}
+
+/* A command whose callback gets PRIV; false when the link is down. */
+static bool link_argv(struct redis_link *link, redisCallbackFn *fn, void *priv, int argc,
+                      const char **argv, const size_t *lens)
+{
+    if (!link_ready(link))
+        return false;
+    if (redisAsyncCommandArgv(link->ac, fn, priv, argc, argv, lens) != REDIS_OK)
+        return false;
+    if (fn)
+        link->in_flight++;
+    return true;
+}
+
+static void link_done(redisAsyncContext *ac)
+{
+    struct redis_link *link = ac->data;
+    if (link && link->in_flight > 0)
+        link->in_flight--;
+}
+
+static struct redis_link *worker_link(const struct worker *w)
+{
+    return w ? w->store_state : NULL;
+}
+
+/* ------------------------------------------------------------ mirror */
+
+/* Make the local registry's copy of ROOM match Redis: PAIRS is the
+ * HGETALL of its pattern (name, JSON text, ...). */
+static void mirror_room(const char *room, const redisReply *pairs)
+{
+    registry_add(room);
+    json_object *pattern = json_object_new_object();
+    for (size_t i = 0; pairs && i + 1 < pairs->elements; i += 2)
+        json_object_object_add(pattern, pairs->element[i]->str,
+                               json_tokener_parse(pairs->element[i + 1]->str));
+    registry_set_pattern(room, pattern);
+    json_object_put(pattern);
+}
+
+/* Re-read every room and pattern: rooms Redis lacks are deleted locally. */
+static void mirror_sync(void)
+{
+    const char *argv[] = {"SMEMBERS", key_rooms};
+    redisReply *rooms = sync_cmd(2, argv);
+    if (!rooms || rooms->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(rooms);
+        return;
+    }
+    json_object *local = registry_list();
+    for (size_t i = 0; i < json_object_array_length(local); i++) {
+        const char *name = json_object_get_string(json_object_array_get_idx(local, i));
+        bool found = false;
+        for (size_t j = 0; j < rooms->elements && !found; j++)
+            found = strcmp(rooms->element[j]->str, name) == 0;
+        if (!found)
+            store_local_room_deleted(name);
+    }
+    json_object_put(local);
+    for (size_t j = 0; j < rooms->elements; j++) {
+        char key[1024];
+        const char *hv[] = {"HGETALL", room_key(key, sizeof(key), rooms->element[j]->str,
+                                                  "pattern")};
+        redisReply *pairs = sync_cmd(2, hv);
+        mirror_room(rooms->element[j]->str, pairs);
+        freeReplyObject(pairs);
+    }
+    freeReplyObject(rooms);
+}
+
+/* -------------------------------------------------- publishing to all */
+
+/* Publish a bus message from worker W (its link) or, off-worker, through
+ * the blocking link. */
+static void bus_publish(struct worker *w, const char *type, const char *room, const char *skip,
+                        const char *payload, size_t plen)
+{
+    size_t len;
+    char *b = bus_message(type, room, skip, payload, plen, &len);
+    if (!b)
+        return;
+    const char *argv[] = {"PUBLISH", key_bus, b};
+    size_t lens[] = {7, strlen(key_bus), len};
+    if (w) {
+        if (!link_argv(worker_link(w), NULL, NULL, 3, argv, lens))
+            log_warn("redis: bus message lost (link down)");
+    } else {
+        pthread_mutex_lock(&sync_lock);
+        redisReply *r = sync_argv(3, argv, lens);
+        pthread_mutex_unlock(&sync_lock);
+        if (!r)
+            log_warn("redis: bus message lost (Redis unreachable)");
+        freeReplyObject(r);
+    }
+    free(b);
+}
+
+static void redis_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
+                          uint64_t skip_serial, const char *skip_id)
+{
+    worker_fanout(from, room, uid, m, skip_serial);
+    bus_publish(from, "chat", room, skip_id, m->data, m->len);
+}
+
+/* "I have left the room" from connection ID into ROOM, on every server:
+ * the reaper's announcement for members of a server that is gone. */
+static void announce_left(const char *id, const char *room)
+{
+    uint64_t uid = 0;
+    json_object *chat = msg_chat_json(json_object_new_string("I have left the room"), room, id);
+    struct msg *m = msg_new(chat);
+    json_object_put(chat);
+    if (!m)
+        return;
+    if (workers && registry_lookup(room, &uid))
+        worker_fanout(NULL, room, uid, m, 0); /* none before start, after stop */
+    bus_publish(NULL, "chat", room, id, m->data, m->len);
+    msg_unref(m);
+}
+
+/* ---------------------------------------------------- the subscriber */
+
+static struct redis_link *bus_link;
+static struct event *heartbeat_ev;
+static int64_t bus_up_since; /* ms; the reaper waits a full timeout after */
+
+/* One bus message from another server: deliver to local recipients or
+ * apply a room change to the mirror. */
+static void bus_dispatch(const char *b, size_t len)
+{
+    const char *f[5];
+    size_t flen[5];
+    const char *p = b, *end = b + len;
+    for (int i = 0; i < 4; i++) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            return;
+        f[i] = p;
+        flen[i] = (size_t)(nl - p);
+        p = nl + 1;
+    }
+    f[4] = p;
+    flen[4] = (size_t)(end - p);
+    if (flen[0] == strlen(server_id) && memcmp(f[0], server_id, flen[0]) == 0)
+        return; /* ours: delivered locally when published */
+    char *room = strndup(f[2], flen[2]), *type = strndup(f[1], flen[1]);
+    if (!room || !type)
+        goto out;
+    uint64_t uid = 0;
+    if (!strcmp(type, "chat")) {
+        if (registry_lookup(room, &uid)) {
+            struct msg *m = msg_new_text(f[4], flen[4]);
+            if (m) {
+                worker_fanout(NULL, room, uid, m, 0);
+                msg_unref(m);
+            }
+        }
+    } else if (!strcmp(type, "created")) {
+        registry_add(room);
+    } else if (!strcmp(type, "deleted")) {
+        store_local_room_deleted(room);
+    } else if (!strcmp(type, "pattern")) {
+        json_object *pattern = json_tokener_parse(f[4]);
+        registry_add(room);
+        registry_set_pattern(room, pattern);
+        json_object_put(pattern);
+    }
+out:
+    free(room);
+    free(type);
+}
+
+static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
+{
+    redisReply *r = reply;
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+        return;
+    if (r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "message"))
+        bus_dispatch(r->element[2]->str, r->element[2]->len);
+}
+
+static void on_bus_up(struct redis_link *link)
+{
+    redisAsyncCommand(link->ac, on_bus_message, NULL, "SUBSCRIBE %s", key_bus);
+    bus_up_since = now_ms();
+    mirror_sync(); /* events may have been missed while it was down */
+}
+
+/* ------------------------------------------------ heartbeat and reaper */
+
+/* Take server S's members out of every room and announce their leaving. */
+static void reap_server(const char *s, int64_t deadline)
+{
+    char members[1024], dl[32];
+    snprintf(members, sizeof(members), "%sserver:%s:members", settings.redis_prefix, s);
+    snprintf(dl, sizeof(dl), "%lld", (long long)deadline);
+    const char *argv[] = {"EVAL", REAP_LUA, "2", key_servers, members, s, settings.redis_prefix,
+                          dl};
+    redisReply *r = sync_cmd(8, argv);
+    if (r && r->type == REDIS_REPLY_ARRAY) {
+        if (r->elements > 0)
+            log_info("redis: server %s is gone; removing its %zu members", s, r->elements);
+        for (size_t i = 0; i < r->elements; i++) {
+            char *e = strdup(r->element[i]->str), *nl = e ? strchr(e, '\n') : NULL;
+            if (nl) {
+                *nl = '\0';
+                announce_left(e, nl + 1);
+            }
+            free(e);
+        }
+    }
+    freeReplyObject(r);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    char now[32];
+    int64_t t = now_ms();
+    snprintf(now, sizeof(now), "%lld", (long long)t);
+    const char *zadd[] = {"ZADD", key_servers, now, server_id};
+    redisReply *r = sync_cmd(4, zadd);
+    bool ok = r != NULL;
+    freeReplyObject(r);
+    /* Reap only after a full timeout of our own link being up, so servers
+     * that lost Redis with us have had time to beat again. */
+    int64_t timeout = settings.server_timeout * 1000;
+    if (!ok || !bus_link->up || t - bus_up_since < timeout)
+        return;
+    char deadline[32];
+    snprintf(deadline, sizeof(deadline), "%lld", (long long)(t - timeout));
+    const char *range[] = {"ZRANGEBYSCORE", key_servers, "-inf", deadline};
+    r = sync_cmd(4, range);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
+        if (strcmp(r->element[i]->str, server_id) != 0)
+            reap_server(r->element[i]->str, t - timeout);
+    freeReplyObject(r);
+}
+
+/* ------------------------------------------------- worker operations */
+
+/* A client operation in flight: what to call back, on the worker. */
+struct redis_op {
+    struct worker *w;
+    char *room;
+    char *id;
+    json_object *attrs; /* the connection's (held): valid until the callback */
+    bool listen;        /* check_listen rather than join */
+    long limit;
+    uint64_t uid;
+    int64_t joined_at;
+    store_cb cb;
+    void *ctx;
+};
+
+static struct redis_op *op_new(struct worker *w, const char *room, const char *id,
+                               store_cb cb, void *ctx)
+{
+    struct redis_op *op = calloc(1, sizeof(*op));
+    if (!op)
+        return NULL;
+    op->w = w;
+    op->room = strdup(room);
+    op->id = id ? strdup(id) : NULL;
+    op->cb = cb;
+    op->ctx = ctx;
+    return op;
+}
+
+static void op_finish(struct redis_op *op, struct store_result *res)
+{
+    if (op->cb)
+        op->cb(res, op->ctx);
+    free(op->room);
+    free(op->id);
+    free(op);
+}
+
+static void op_fail(struct redis_op *op, enum roomd_err err)
+{
+    struct store_result res = {.err = err};
+    op_finish(op, &res);
+}
+
+/* The member entry of a join: {"id","joinedAt","server"}. */
+static char *member_json(const char *id, int64_t joined_at)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "id", json_object_new_string(id));
+    json_object_object_add(o, "joinedAt", json_object_new_int64(joined_at));
+    json_object_object_add(o, "server", json_object_new_string(server_id));
+    char *s = strdup(json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS));
+    json_object_put(o);
+    return s;
+}
+
+/* Write membership of connection ID in ROOM to Redis on W's link. */
+static bool send_member_add(struct worker *w, const char *room, const char *id,
+                            int64_t joined_at, redisCallbackFn *fn, void *priv)
+{
+    char members[1024], entry[1024];
+    room_key(members, sizeof(members), room, "members");
+    snprintf(entry, sizeof(entry), "%s\n%s", id, room);
+    char *value = member_json(id, joined_at);
+    const char *argv[] = {"EVAL", JOIN_ADD_LUA, "3", key_rooms, members, key_self_members,
+                          room, id, value, entry};
+    size_t lens[10];
+    for (int i = 0; i < 10; i++)
+        lens[i] = strlen(argv[i]);
+    bool ok = value && link_argv(worker_link(w), fn, priv, 10, argv, lens);
+    free(value);
+    return ok;
+}
+
+static void on_join_added(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_op *op = priv;
+    redisReply *r = reply;
+    link_done(ac);
+    if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
+        registry_leave(op->room, op->uid, op->id);
+        op_fail(op, r && r->type == REDIS_REPLY_INTEGER ? ERR_ROOM_NOT_FOUND
+                                                        : ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    struct store_result res = {.uid = op->uid, .joined_at = op->joined_at};
+    op_finish(op, &res);
+}
+
+/* Step one of join and listen: does the room exist, what is its pattern.
+ * Then the local registry (the mirror) decides, and a join is written. */
+static void on_join_checked(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_op *op = priv;
+    redisReply *r = reply;
+    link_done(ac);
+    if (!r || (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_NIL)) {
+        op_fail(op, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    if (r->type == REDIS_REPLY_NIL) {
+        op_fail(op, ERR_ROOM_NOT_FOUND);
+        return;
+    }
+    mirror_room(op->room, r);
+    struct store_result res = {0};
+    if (op->listen) {
+        res.err = registry_check_listen(op->room, op->attrs, &res.uid);
+        op_finish(op, &res);
+        return;
+    }
+    enum roomd_err err = registry_join(op->room, op->id, op->attrs, op->w->index, &op->uid,
+                                       &op->joined_at);
+    if (err) {
+        op_fail(op, err);
+        return;
+    }
+    if (!send_member_add(op->w, op->room, op->id, op->joined_at, on_join_added, op)) {
+        registry_leave(op->room, op->uid, op->id);
+        op_fail(op, ERR_STORE_UNAVAILABLE);
+    }
+}
+
+static void join_or_listen(struct worker *w, const char *room, const char *id,
+                           json_object *attrs, bool listen, store_cb cb, void *ctx)
+{
+    struct redis_op *op = op_new(w, room, id, cb, ctx);
+    if (!op) {
+        struct store_result res = {.err = ERR_STORE_UNAVAILABLE};
+        cb(&res, ctx);
+        return;
+    }
+    op->attrs = attrs;
+    op->listen = listen;
+    char pattern[1024];
+    const char *argv[] = {"EVAL", JOIN_CHECK_LUA, "2", key_rooms,
+                          room_key(pattern, sizeof(pattern), room, "pattern"), room};
+    size_t lens[6];
+    for (int i = 0; i < 6; i++)
+        lens[i] = strlen(argv[i]);
+    if (!link_argv(worker_link(w), on_join_checked, op, 6, argv, lens))
+        op_fail(op, ERR_STORE_UNAVAILABLE);
+}
+
+static void redis_join(struct worker *w, const char *room, const char *id, json_object *attrs,
+                       store_cb cb, void *ctx)
+{
+    join_or_listen(w, room, id, attrs, false, cb, ctx);
+}
+
+static void redis_check_listen(struct worker *w, const char *room, json_object *attrs,
+                               store_cb cb, void *ctx)
+{
+    join_or_listen(w, room, NULL, attrs, true, cb, ctx);
+}
+
+/* Leaving answers at once from the mirror; Redis follows (a lost HDEL is
+ * repaired by the reaper or the next re-registration). */
+static void redis_leave(struct worker *w, const char *room, uint64_t uid, const char *id,
+                        store_cb cb, void *ctx)
+{
+    struct store_result res = {0};
+    res.flag = registry_leave(room, uid, id);
+    char members[1024], entry[1024];
+    room_key(members, sizeof(members), room, "members");
+    snprintf(entry, sizeof(entry), "%s\n%s", id, room);
+    const char *hdel[] = {"HDEL", members, id};
+    const char *srem[] = {"SREM", key_self_members, entry};
+    size_t hl[] = {4, strlen(members), strlen(id)}, sl[] = {4, strlen(key_self_members),
+                                                             strlen(entry)};
+    struct redis_link *link = worker_link(w);
+    if (link) {
+        link_argv(link, NULL, NULL, 3, hdel, hl);
+        link_argv(link, NULL, NULL, 3, srem, sl);
+    } else {
+        pthread_mutex_lock(&sync_lock);
+        freeReplyObject(sync_argv(3, hdel, hl));
+        freeReplyObject(sync_argv(3, srem, sl));
+        pthread_mutex_unlock(&sync_lock);
+    }
+    if (cb)
+        cb(&res, ctx);
+}
+
+/* HGETALL of a members hash to roomView data (at most LIMIT listed). */
+static json_object *status_json(const char *room, const redisReply *r, long limit)
+{
+    json_object *o = json_object_new_object(), *members = json_object_new_object();
+    long n = 0;
+    for (size_t i = 0; r && i + 1 < r->elements; i += 2, n++) {
+        if (n >= limit)
+            continue;
+        json_object *m = json_tokener_parse(r->element[i + 1]->str), *v;
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "id", json_object_new_string(r->element[i]->str));
+        json_object_object_add(e, "joinedAt",
+                               json_object_object_get_ex(m, "joinedAt", &v)
+                                   ? json_object_get(v)
+                                   : json_object_new_int(0));
+        json_object_put(m);
+        json_object_object_add(members, r->element[i]->str, e);
+    }
+    json_object_object_add(o, "room", json_object_new_string(room));
+    json_object_object_add(o, "members", members);
+    json_object_object_add(o, "membersCount", json_object_new_int64(n));
+    return o;
+}
+
+static void on_room_viewed(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_op *op = priv;
+    redisReply *r = reply;
+    link_done(ac);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        op_fail(op, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    if (!store_room_alive(op->room, op->uid)) {
+        op_fail(op, ERR_ROOM_NOT_FOUND);
+        return;
+    }
+    struct store_result res = {.data = status_json(op->room, r, op->limit)};
+    op_finish(op, &res);
+}
+
+static void redis_room_view(struct worker *w, const char *room, uint64_t uid, long limit,
+                            store_cb cb, void *ctx)
+{
+    if (!store_room_alive(room, uid)) {
+        struct store_result res = {.err = ERR_ROOM_NOT_FOUND};
+        cb(&res, ctx);
+        return;
+    }
+    struct redis_op *op = op_new(w, room, NULL, cb, ctx);
+    if (!op) {
+        struct store_result res = {.err = ERR_STORE_UNAVAILABLE};
+        cb(&res, ctx);
+        return;
+    }
+    op->uid = uid;
+    op->limit = limit;
+    char members[1024];
+    const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
+    size_t lens[] = {7, strlen(members)};
+    if (!link_argv(worker_link(w), on_room_viewed, op, 2, argv, lens))
+        op_fail(op, ERR_STORE_UNAVAILABLE);
+}
+
+static bool redis_available(const struct worker *w)
+{
+    return link_ready(worker_link(w));
+}
+
+/* A worker's link is (back) up: its members are written again, so Redis
+ * has them even if it restarted empty or a reaper removed them. */
+static void on_worker_up(struct redis_link *link)
+{
+    struct worker *w = link->owner;
+    for (struct conn *c = w->conns; c; c = c->hh.next) {
+        if (c->dead || !c->room || !store_room_alive(c->room, c->room_uid))
+            continue;
+        send_member_add(w, c->room, c->id, c->connected_at, NULL, NULL);
+    }
+}
+
+static void redis_worker_start(struct worker *w)
+{
+    static const char *const names[] = {"worker"};
+    w->store_state = link_new(names[0], w->base, on_worker_up, w);
+}
+
+static void redis_worker_stop(struct worker *w)
+{
+    link_free(w->store_state);
+    w->store_state = NULL;
+}
+
+/* ------------------------------------------------ server-side (sync) */
+
+static bool redis_room_exists(const char *room);
+
+static int redis_room_add(const char *room)
+{
+    char pattern[1024], members[1024];
+    size_t blen;
+    char *b = bus_message("created", room, NULL, "", 0, &blen);
+    const char *argv[] = {"EVAL",
+                          ROOM_ADD_LUA,
+                          "4",
+                          key_rooms,
+                          room_key(pattern, sizeof(pattern), room, "pattern"),
+                          room_key(members, sizeof(members), room, "members"),
+                          key_bus,
+                          room,
+                          b ? b : ""};
+    redisReply *r = sync_cmd(9, argv);
+    free(b);
+    int created = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    freeReplyObject(r);
+    if (created == 1)
+        mirror_room(room, NULL); /* new: no pattern */
+    else if (created == 0)
+        redis_room_exists(room); /* make sure the mirror has it */
+    return created;
+}
+
+static bool redis_room_del(const char *room)
+{
+    char pattern[1024], members[1024];
+    size_t blen;
+    char *b = bus_message("deleted", room, NULL, "", 0, &blen);
+    const char *argv[] = {"EVAL",
+                          ROOM_DEL_LUA,
+                          "4",
+                          key_rooms,
+                          room_key(pattern, sizeof(pattern), room, "pattern"),
+                          room_key(members, sizeof(members), room, "members"),
+                          key_bus,
+                          room,
+                          b ? b : ""};
+    redisReply *r = sync_cmd(9, argv);
+    free(b);
+    bool deleted = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (deleted)
+        store_local_room_deleted(room);
+    return deleted;
+}
+
+static bool redis_room_exists(const char *room)
+{
+    const char *argv[] = {"SISMEMBER", key_rooms, room};
+    redisReply *r = sync_cmd(3, argv);
+    bool exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+    freeReplyObject(r);
+    if (exists && !registry_lookup(room, NULL)) {
+        char key[1024];
+        const char *hv[] = {"HGETALL", room_key(key, sizeof(key), room, "pattern")};
+        redisReply *pairs = sync_cmd(2, hv);
+        mirror_room(room, pairs);
+        freeReplyObject(pairs);
+    }
+    return exists;
+}
+
+static enum roomd_err redis_room_set_pattern(const char *room, json_object *pattern)
+{
+    int n = pattern ? json_object_object_length(pattern) : 0;
+    const char **argv = calloc((size_t)(8 + 2 * n), sizeof(*argv));
+    size_t *lens = calloc((size_t)(8 + 2 * n), sizeof(*lens));
+    char **texts = calloc((size_t)n + 1, sizeof(*texts));
+    char key[1024], *bus = NULL;
+    int argc = 0, k = 0;
+    enum roomd_err err = ERR_STORE_UNAVAILABLE;
+    if (!argv || !lens || !texts)
+        goto out;
+    argv[argc++] = "EVAL";
+    argv[argc++] = PATTERN_LUA;
+    argv[argc++] = "3";
+    argv[argc++] = key_rooms;
+    argv[argc++] = room_key(key, sizeof(key), room, "pattern");
+    argv[argc++] = key_bus;
+    argv[argc++] = room;
+    argv[argc++] = ""; /* ARGV[2]: the bus message, set below */
+    if (pattern) {
+        json_object_object_foreach(pattern, name, value)
+        {
+            if (json_object_is_type(value, json_type_object) ||
+                json_object_is_type(value, json_type_array)) {
+                err = ERR_INVALID_REQUEST;
+                goto out;
+            }
+            texts[k] = strdup(value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS)
+                                    : "null");
+            argv[argc++] = name;
+            argv[argc++] = texts[k++];
+        }
+    }
+    const char *ptext = pattern ? json_object_to_json_string_ext(pattern, ROOMD_JSON_FLAGS) : "{}";
+    size_t blen;
+    if (!(bus = bus_message("pattern", room, NULL, ptext, strlen(ptext), &blen)))
+        goto out;
+    argv[7] = bus;
+    for (int i = 0; i < argc; i++)
+        lens[i] = i == 7 ? blen : strlen(argv[i]);
+    pthread_mutex_lock(&sync_lock);
+    redisReply *r = sync_argv(argc, argv, lens);
+    pthread_mutex_unlock(&sync_lock);
+    if (r && r->type == REDIS_REPLY_INTEGER)
+        err = r->integer == 1 ? ERR_NONE : ERR_ROOM_NOT_FOUND;
+    freeReplyObject(r);
+    if (!err) {
+        registry_add(room);
+        registry_set_pattern(room, pattern);
+    }
+out:
+    for (int i = 0; i < k; i++)
+        free(texts[i]);
+    free(texts);
+    free(argv);
+    free(lens);
+    free(bus);
+    return err;
+}
+
+static json_object *redis_room_status(const char *room, long limit)
+{
+    if (!redis_room_exists(room))
+        return NULL;
+    char members[1024];
+    const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
+    redisReply *r = sync_cmd(2, argv);
+    json_object *o = r && r->type == REDIS_REPLY_ARRAY ? status_json(room, r, limit) : NULL;
+    freeReplyObject(r);
+    return o;
+}
+
+/* ------------------------------------------------------------ set-up */
+
+static int redis_open(void)
+{
+    if (parse_url(settings.store) < 0) {
+        log_error("store: cannot parse '%s' (redis://HOST:PORT[/DB] or redis:///SOCKET)",
+                  settings.store);
+        return -1;
+    }
+    if (*settings.server_id)
+        snprintf(server_id, sizeof(server_id), "%s", settings.server_id);
+    else {
+        char host[256] = "localhost";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(server_id, sizeof(server_id), "%s:%d", host, settings.port);
+    }
+    const char *P = settings.redis_prefix;
+    snprintf(key_rooms, sizeof(key_rooms), "%srooms", P);
+    snprintf(key_servers, sizeof(key_servers), "%sservers", P);
+    snprintf(key_bus, sizeof(key_bus), "%sbus", P);
+    snprintf(key_self_members, sizeof(key_self_members), "%sserver:%s:members", P, server_id);
+
+    int delay = REDIS_BACKOFF_MIN_MS;
+    while (!(sync_ctx = sync_connect())) {
+        if (!settings.redis_wait) {
+            log_error("store: cannot reach Redis at %s", settings.store);
+            return -1;
+        }
+        log_warn("store: cannot reach Redis at %s; retrying in %d ms", settings.store, delay);
+        usleep((useconds_t)delay * 1000);
+        delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
+    }
+    log_info("store: Redis at %s, server id %s", settings.store, server_id);
+    /* A restarted server starts clean: what its last life left goes. */
+    reap_server(server_id, INT64_MAX);
+    mirror_sync();
+    return 0;
+}
+
+/* The subscriber and the heartbeat live on the main base, which exists
+ * only once roomd_run starts; the first worker_start is the cue. */
+static void redis_main_start(void)
+{
+    if (bus_link)
+        return;
+    bus_link = link_new("bus", main_base, on_bus_up, NULL);
+    heartbeat_ev = event_new(main_base, -1, EV_PERSIST, on_heartbeat, NULL);
+    long ms = settings.server_timeout * 1000 / REDIS_HEARTBEATS_PER_TIMEOUT;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    event_add(heartbeat_ev, &tv);
+    on_heartbeat(-1, 0, NULL);
+}
+
+static void redis_worker_start_all(struct worker *w)
+{
+    redis_main_start();
+    redis_worker_start(w);
+}
+
+static void redis_close(void)
+{
+    if (heartbeat_ev)
+        event_free(heartbeat_ev);
+    heartbeat_ev = NULL;
+    link_free(bus_link);
+    bus_link = NULL;
+    if (sync_ctx) {
+        /* A clean stop: this server's members leave now, not at timeout. */
+        reap_server(server_id, INT64_MAX);
+        redisFree(sync_ctx);
+    }
+    sync_ctx = NULL;
+}
+
+const struct store_ops store_redis_ops = {
+    .open = redis_open,
+    .close = redis_close,
+    .worker_start = redis_worker_start_all,
+    .worker_stop = redis_worker_stop,
+    .join = redis_join,
+    .leave = redis_leave,
+    .check_listen = redis_check_listen,
+    .room_view = redis_room_view,
+    .publish = redis_publish,
+    .room_add = redis_room_add,
+    .room_del = redis_room_del,
+    .room_exists = redis_room_exists,
+    .room_set_pattern = redis_room_set_pattern,
+    .room_status = redis_room_status,
+    .available = redis_available,
+};
