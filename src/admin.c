@@ -30,6 +30,8 @@
 /* Largest request body the API reads (a message or a pattern). */
 #define ADMIN_MAX_BODY (1024 * 1024)
 #define ADMIN_MAX_SEGMENTS 4
+/* Request bodies nest no deeper than this. */
+#define ADMIN_JSON_DEPTH 32
 
 static struct evhttp *http;
 
@@ -92,13 +94,8 @@ static json_object *read_body(struct evhttp_request *req)
     size_t len = evbuffer_get_length(in);
     const char *text = (const char *)evbuffer_pullup(in, (ev_ssize_t)len);
     json_object *obj = NULL;
-    struct json_tokener *tok = json_tokener_new();
-    if (tok && len > 0) {
-        obj = json_tokener_parse_ex(tok, text, (int)len);
-        if (json_tokener_get_error(tok) != json_tokener_success)
-            obj = NULL;
-    }
-    json_tokener_free(tok);
+    if (len > 0)
+        json_parse_strict(text, len, ADMIN_JSON_DEPTH, &obj);
     if (!json_object_is_type(obj, json_type_object)) {
         json_object_put(obj);
         send_error(req, 400, err_text(ERR_INVALID_REQUEST));

@@ -43,23 +43,13 @@ bool api_attribute_read_only(const char *key)
     return false;
 }
 
+/* Bodies and values from the server side nest no deeper than this. */
+#define API_JSON_DEPTH 32
+
 /* Parse TEXT as one complete JSON value; *OUT may be NULL for "null". */
 static bool parse_json_value(const char *text, json_object **out)
 {
-    struct json_tokener *tok = json_tokener_new();
-    if (!tok)
-        return false;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-    size_t len = strlen(text);
-    *out = json_tokener_parse_ex(tok, text, (int)len);
-    bool ok = json_tokener_get_error(tok) == json_tokener_success &&
-              tok->char_offset == (int)len;
-    json_tokener_free(tok);
-    if (!ok) {
-        json_object_put(*out);
-        *out = NULL;
-    }
-    return ok;
+    return json_parse_strict(text, strlen(text), API_JSON_DEPTH, out);
 }
 
 int roomd_conn_set_attribute(roomd_conn *c, const char *key, const char *json_value)
@@ -191,6 +181,8 @@ static void call_free(struct conn_call *call)
     free(call);
 }
 
+static struct conn_call *call_new(enum conn_op op, roomd_result_cb cb, void *ud);
+
 /* Answer with RESULT (consumed) or ERR, then free the call. */
 static void call_done(struct conn_call *call, enum roomd_err err, json_object *result)
 {
@@ -272,8 +264,47 @@ static void run_conn_call(struct worker *w, void *arg)
 }
 
 /* Post CALL to the worker owning CONN_ID; unknown ids answer at once. */
+/* Post CALL to the worker owning CONN_ID.  A connection of another server
+ * is the store's to route (Redis: over the bus, to its owner); unknown ids
+ * answer at once. */
 static void conn_call_post(const char *conn_id, struct conn_call *call)
 {
+    int worker;
+    if (conn_lookup(conn_id, &worker, &call->serial)) {
+        worker_call(&workers[worker], run_conn_call, call);
+        return;
+    }
+    const char *arg = call->arg ? json_object_to_json_string_ext(call->arg, ROOMD_JSON_FLAGS)
+                                : NULL;
+    if (store_route_conn_call(conn_id, (int)call->op, arg, call->room, call->force, call->cb,
+                              call->ud)) {
+        call->cb = NULL; /* the store answers now */
+        call_free(call);
+        return;
+    }
+    call_done(call, ERR_CONN_NOT_FOUND, NULL);
+}
+
+/* A call routed here from another server: run it as our own. */
+void api_conn_call_text(const char *conn_id, int op, const char *arg_json, const char *room,
+                        bool force, roomd_result_cb cb, void *ud)
+{
+    json_object *arg = NULL;
+    if (arg_json && !parse_json_value(arg_json, &arg)) {
+        cb(err_text(ERR_INVALID_REQUEST), NULL, ud);
+        return;
+    }
+    struct conn_call *call = call_new((enum conn_op)op, cb, ud);
+    if (!call) {
+        json_object_put(arg);
+        return;
+    }
+    call->arg = arg;
+    call->force = force;
+    if (room && !(call->room = strdup(room))) {
+        call_done(call, ERR_STORE_UNAVAILABLE, NULL);
+        return;
+    }
     int worker;
     if (!conn_lookup(conn_id, &worker, &call->serial)) {
         call_done(call, ERR_CONN_NOT_FOUND, NULL);

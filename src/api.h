@@ -26,4 +26,9 @@ enum { API_OP_DETAILS, API_OP_MESSAGE, API_OP_ATTRIBUTES, API_OP_ADD, API_OP_REM
 void api_conn_call(const char *conn_id, int op, json_object *arg, const char *room, bool force,
                    roomd_result_cb cb, void *ud);
 
+/* The same with the argument as JSON text, for calls routed from another
+ * server: only a connection of this server is looked for. */
+void api_conn_call_text(const char *conn_id, int op, const char *arg_json, const char *room,
+                        bool force, roomd_result_cb cb, void *ud);
+
 #endif

@@ -137,7 +137,19 @@ static void check_output_limit(struct conn *c)
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (!c->dead && !c->closing)
+    if (!c->dead && !c->closing && !c->input_paused)
+        c->proto->on_read(c);
+}
+
+void conn_pause_input(struct conn *c)
+{
+    c->input_paused = true;
+}
+
+void conn_resume_input(struct conn *c)
+{
+    c->input_paused = false;
+    if (!c->dead && !c->closing && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
         c->proto->on_read(c);
 }
 

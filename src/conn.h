@@ -51,6 +51,7 @@ struct conn {
 
     void *proto_state;  /* the transport's own state (WebSocket: wslay) */
     bool session;       /* welcomed: the protocol session has started */
+    bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
     bool closing;       /* goodbye sent, waiting for the output to drain */
     bool dead;          /* on the reap list */
@@ -88,6 +89,10 @@ void conn_close(struct conn *c, const char *reason);
 void conn_abort(struct conn *c, const char *why);
 /* Free what conn_close/conn_abort marked; the worker calls it. */
 void conn_reap(struct conn *c);
+
+/* Stop / resume handling requests (input stays buffered meanwhile). */
+void conn_pause_input(struct conn *c);
+void conn_resume_input(struct conn *c);
 
 /* A store operation in flight keeps C allocated (not alive: check c->dead
  * in the callback) until it releases it. */

@@ -1,4 +1,6 @@
 /* msg.c -- see msg.h. */
+#include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -55,4 +57,68 @@ json_object *msg_chat_json(json_object *message, const char *room, const char *f
     json_object_object_add(o, "context", json_object_new_string("user"));
     json_object_object_add(o, "sentAt", json_object_new_int64(now_ms()));
     return o;
+}
+
+/* json-c's strict mode still takes things RFC 8259 forbids: raw control
+ * characters inside strings, single-quoted strings, NaN / Infinity.  These
+ * close the gap. */
+static bool raw_text_invalid(const char *s, size_t len)
+{
+    bool in_string = false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if ((in_string && ch < 0x20) || (!in_string && ch == '\''))
+            return true;
+        if (in_string && ch == '\\')
+            i++;
+        else if (ch == '"')
+            in_string = !in_string;
+    }
+    return false;
+}
+
+static bool has_non_finite(json_object *o, int depth, int max_depth)
+{
+    if (depth > max_depth)
+        return true;
+    switch (json_object_get_type(o)) {
+    case json_type_double:
+        return !isfinite(json_object_get_double(o));
+    case json_type_array:
+        for (size_t i = 0; i < json_object_array_length(o); i++)
+            if (has_non_finite(json_object_array_get_idx(o, i), depth + 1, max_depth))
+                return true;
+        return false;
+    case json_type_object: {
+        json_object_object_foreach(o, key, val)
+        {
+            (void)key;
+            if (has_non_finite(val, depth + 1, max_depth))
+                return true;
+        }
+        return false;
+    }
+    default:
+        return false;
+    }
+}
+
+bool json_parse_strict(const char *text, size_t len, int max_depth, json_object **out)
+{
+    *out = NULL;
+    struct json_tokener *tok = json_tokener_new_ex(max_depth);
+    if (!tok)
+        return false;
+    json_tokener_set_flags(tok, JSON_TOKENER_STRICT); /* RFC 8259, not json-c's dialect */
+    json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
+    bool ok = json_tokener_get_error(tok) == json_tokener_success &&
+              tok->char_offset == (int)len && !raw_text_invalid(text, len) &&
+              !has_non_finite(obj, 0, max_depth);
+    json_tokener_free(tok);
+    if (!ok) {
+        json_object_put(obj);
+        return false;
+    }
+    *out = obj;
+    return true;
 }

@@ -7,6 +7,7 @@
 #define ROOMD_MSG_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -31,6 +32,11 @@ int64_t now_ms(void);
 /* The chat object {"message","room","from","context":"user","sentAt"}.
  * FROM_ID NULL means the server itself (from 0).  MESSAGE is consumed. */
 json_object *msg_chat_json(json_object *message, const char *room, const char *from_id);
+
+/* Parse exactly one RFC 8259 JSON value of LEN bytes, nested at most
+ * MAX_DEPTH deep (json-c's strict mode, plus no raw control characters in
+ * strings and no NaN/Infinity).  *OUT may be NULL for "null". */
+bool json_parse_strict(const char *text, size_t len, int max_depth, json_object **out);
 
 /* json_object_to_json_string_ext flags used for everything on the wire. */
 #define ROOMD_JSON_FLAGS (JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE)

@@ -1,5 +1,4 @@
 /* request.c -- parsing of verb lines and JSON requests (see request.h). */
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,62 +9,11 @@
  * costs nothing (json-c's own default is 32). */
 #define REQUEST_JSON_DEPTH 16
 
-/* json-c's strict mode still takes two things RFC 8259 forbids: raw control
- * characters inside strings, and NaN / Infinity.  These close the gap. */
-static bool raw_controls_in_strings(const char *s, size_t len)
-{
-    bool in_string = false;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (in_string && ch < 0x20)
-            return true;
-        if (in_string && ch == '\\')
-            i++;
-        else if (ch == '"')
-            in_string = !in_string;
-    }
-    return false;
-}
-
-static bool has_non_finite(json_object *o, int depth)
-{
-    if (depth > REQUEST_JSON_DEPTH)
-        return true;
-    switch (json_object_get_type(o)) {
-    case json_type_double:
-        return !isfinite(json_object_get_double(o));
-    case json_type_array:
-        for (size_t i = 0; i < json_object_array_length(o); i++)
-            if (has_non_finite(json_object_array_get_idx(o, i), depth + 1))
-                return true;
-        return false;
-    case json_type_object: {
-        json_object_object_foreach(o, key, val)
-        {
-            (void)key;
-            if (has_non_finite(val, depth + 1))
-                return true;
-        }
-        return false;
-    }
-    default:
-        return false;
-    }
-}
-
 static enum roomd_err parse_json(const char *line, size_t len, struct request *req)
 {
-    struct json_tokener *tok = json_tokener_new_ex(REQUEST_JSON_DEPTH);
-    if (!tok)
-        return ERR_INVALID_REQUEST;
-    json_tokener_set_flags(tok, JSON_TOKENER_STRICT); /* RFC 8259, not json-c's dialect */
-    json_object *obj = json_tokener_parse_ex(tok, line, (int)len);
-    bool complete = obj && json_tokener_get_error(tok) == json_tokener_success &&
-                    tok->char_offset == (int)len && !raw_controls_in_strings(line, len) &&
-                    !has_non_finite(obj, 0);
-    json_tokener_free(tok);
-    json_object *event;
-    if (!complete || !json_object_is_type(obj, json_type_object) ||
+    json_object *obj = NULL, *event;
+    if (!json_parse_strict(line, len, REQUEST_JSON_DEPTH, &obj) ||
+        !json_object_is_type(obj, json_type_object) ||
         !json_object_object_get_ex(obj, "event", &event) ||
         !json_object_is_type(event, json_type_string) ||
         strlen(json_object_get_string(event)) != (size_t)json_object_get_string_len(event)) {

@@ -88,3 +88,10 @@ bool store_available(const struct worker *w)
 {
     return !store->available || store->available(w);
 }
+
+bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, const char *room,
+                           bool force, roomd_result_cb cb, void *ud)
+{
+    return store->route_conn_call &&
+           store->route_conn_call(conn_id, op, arg_json, room, force, cb, ud);
+}

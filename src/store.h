@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 
 #include "errors.h"
+#include "roomd.h"
 
 struct worker;
 struct msg;
@@ -54,6 +55,10 @@ struct store_ops {
     bool (*room_exists)(const char *room);
     enum roomd_err (*room_set_pattern)(const char *room, json_object *pattern);
     json_object *(*room_status)(const char *room, long limit);
+    /* Send an operation on a connection this server does not have to the
+     * server that has it; false when there is no such routing (NULL). */
+    bool (*route_conn_call)(const char *conn_id, int op, const char *arg_json,
+                            const char *room, bool force, roomd_result_cb cb, void *ud);
     /* Whether W's operations can reach the store now; NULL: always. */
     bool (*available)(const struct worker *w);
 };
@@ -79,6 +84,9 @@ void store_room_view(struct worker *w, const char *room, uint64_t uid, long limi
 /* Room NAME was deleted: drop it from the registry; its local members and
  * listeners hear "this room has been deleted" (both stores use it). */
 void store_local_room_deleted(const char *room);
+/* Route a connection operation to another server (see store_ops). */
+bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, const char *room,
+                           bool force, roomd_result_cb cb, void *ud);
 /* Whether worker W can reach the store now (say needs it to reach every
  * server: while it cannot, say answers "store unavailable"). */
 bool store_available(const struct worker *w);

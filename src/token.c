@@ -73,14 +73,15 @@ static char *b64url_encode(const unsigned char *in, size_t len)
     return out;
 }
 
+/* Tokens nest no deeper than this. */
+#define TOKEN_JSON_DEPTH 16
+
 static json_object *parse_object(const unsigned char *text, size_t len)
 {
-    struct json_tokener *tok = json_tokener_new();
-    json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)text, (int)len) : NULL;
-    bool ok = o && json_tokener_get_error(tok) == json_tokener_success &&
-              json_object_is_type(o, json_type_object);
-    json_tokener_free(tok);
-    if (!ok) {
+    json_object *o;
+    if (!json_parse_strict((const char *)text, len, TOKEN_JSON_DEPTH, &o))
+        return NULL;
+    if (!json_object_is_type(o, json_type_object)) {
         json_object_put(o);
         return NULL;
     }

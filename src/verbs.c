@@ -131,6 +131,7 @@ static bool join_hook_allows(struct conn *c, const char *room)
 
 /* ---------------------------------------------------------- the welcome */
 
+/* The welcome goes first: requests that arrived before it wait for it. */
 static void send_welcome(struct conn *c)
 {
     json_object *o = json_object_new_object();
@@ -138,6 +139,7 @@ static void send_welcome(struct conn *c)
     json_object_object_add(o, "room", c->room ? json_object_new_string(c->room) : NULL);
     json_object_object_add(o, "context", json_object_new_string("api"));
     conn_send_json(c, o);
+    conn_resume_input(c);
 }
 
 /* -------------------------------------------------------------- joining */
@@ -171,13 +173,13 @@ static void joined(const struct store_result *res, void *ctx)
     c->room_uid = res->uid;
     p->room = NULL;
     worker_subscribe(c->worker, c->room, c->room_uid, c, SUB_MEMBER);
+    announce(c, c->room, c->room_uid, TEXT_ENTERED); /* before anything it says next */
     if (p->member_cb)
         p->member_cb(ERR_NONE, true, p->member_ctx);
     else if (p->welcome)
         send_welcome(c);
     else
         conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
-    announce(c, c->room, c->room_uid, TEXT_ENTERED);
     pending_free(p);
 }
 
@@ -196,6 +198,7 @@ void verbs_session_start(struct conn *c)
         return;
     }
     p->welcome = true;
+    conn_pause_input(c);
     store_join(c->worker, room, c->id, c->attributes, joined, p);
 }
 
