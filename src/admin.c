@@ -9,6 +9,7 @@
  * Every request needs "Authorization: Bearer ADMIN_KEY", compared in
  * constant time; with an empty admin_key the API is not started at all. */
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,7 +224,7 @@ static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, c
         else if (cmd == EVHTTP_REQ_POST)
             room_create(req);
         else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
         return;
     }
     const char *room = seg[2];
@@ -236,19 +237,19 @@ static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, c
             else
                 send_error(req, 404, err_text(ERR_ROOM_NOT_FOUND));
         } else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     } else if (n == 4 && !strcmp(seg[3], "pattern")) {
         if (cmd == EVHTTP_REQ_PUT)
             room_pattern(req, room);
         else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     } else if (n == 4 && !strcmp(seg[3], "broadcast")) {
         if (cmd == EVHTTP_REQ_POST)
             room_broadcast(req, room);
         else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     } else
-        send_error(req, 404, "not found");
+        send_error(req, 404, err_text(ERR_NOT_FOUND));
 }
 
 /* ----------------------------------------------- connection operations */
@@ -365,7 +366,7 @@ static void handle_connections(struct evhttp_request *req, enum evhttp_cmd_type 
         if (cmd == EVHTTP_REQ_GET)
             list_connections(req);
         else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
         return;
     }
     const char *id = seg[2];
@@ -375,22 +376,22 @@ static void handle_connections(struct evhttp_request *req, enum evhttp_cmd_type 
     else if (n == 3 && cmd == EVHTTP_REQ_DELETE)
         conn_call_start(req, API_OP_DISCONNECT, id);
     else if (n == 3)
-        send_error(req, 405, "method not allowed");
+        send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else if (sub && !strcmp(sub, "message"))
         cmd == EVHTTP_REQ_POST ? conn_call_start(req, API_OP_MESSAGE, id)
-                               : send_error(req, 405, "method not allowed");
+                               : send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else if (sub && !strcmp(sub, "attributes"))
         cmd == EVHTTP_REQ_PATCH ? conn_call_start(req, API_OP_ATTRIBUTES, id)
-                                : send_error(req, 405, "method not allowed");
+                                : send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else if (sub && !strcmp(sub, "room")) {
         if (cmd == EVHTTP_REQ_PUT)
             conn_call_start(req, API_OP_ADD, id);
         else if (cmd == EVHTTP_REQ_DELETE)
             conn_call_start(req, API_OP_REMOVE, id);
         else
-            send_error(req, 405, "method not allowed");
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     } else
-        send_error(req, 404, "not found");
+        send_error(req, 404, err_text(ERR_NOT_FOUND));
 }
 
 /* ------------------------------------------------------------- stats */
@@ -417,31 +418,88 @@ static json_object *stats_json(void)
     return o;
 }
 
+/* Prometheus text exposition of the same counters and more. */
+static void send_metrics(struct evhttp_request *req)
+{
+    struct evbuffer *out = evbuffer_new();
+    evbuffer_add_printf(out,
+                        "# HELP roomd_connections Connected clients by transport.\n"
+                        "# TYPE roomd_connections gauge\n"
+                        "roomd_connections{transport=\"socket\"} %ld\n"
+                        "roomd_connections{transport=\"websocket\"} %ld\n"
+                        "# HELP roomd_rooms Rooms.\n# TYPE roomd_rooms gauge\nroomd_rooms %ld\n"
+                        "# HELP roomd_members Room members on this server.\n"
+                        "# TYPE roomd_members gauge\nroomd_members %ld\n"
+                        "# HELP roomd_store_up Whether the store is reachable.\n"
+                        "# TYPE roomd_store_up gauge\nroomd_store_up %d\n",
+                        conn_count_by_transport(TRANSPORT_SOCKET),
+                        conn_count_by_transport(TRANSPORT_WEBSOCKET), registry_room_count(),
+                        registry_member_count(),
+                        nworkers > 0 && store_available(&workers[0]) ? 1 : 0);
+    static const struct {
+        const char *name, *help;
+        size_t offset;
+    } counters[] = {
+        {"roomd_requests_total", "Requests received.", offsetof(struct worker, stat_requests)},
+        {"roomd_deliveries_total", "Messages delivered to clients.",
+         offsetof(struct worker, stat_delivered)},
+        {"roomd_delivered_bytes_total", "Bytes of delivered messages.",
+         offsetof(struct worker, stat_bytes_out)},
+        {"roomd_slow_clients_dropped_total", "Clients dropped past output_limit.",
+         offsetof(struct worker, stat_slow_dropped)},
+        {"roomd_worker_connections", "Connections owned by each worker.",
+         offsetof(struct worker, stat_connections)},
+    };
+    for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++) {
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name,
+                            counters[k].help, counters[k].name,
+                            strstr(counters[k].name, "_total") ? "counter" : "gauge");
+        for (int i = 0; i < nworkers; i++) {
+            _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)&workers[i] + counters[k].offset);
+            evbuffer_add_printf(out, "%s{worker=\"%d\"} %llu\n", counters[k].name, i,
+                                (unsigned long long)atomic_load_explicit(v, memory_order_relaxed));
+        }
+    }
+    evbuffer_add_printf(out, "# HELP roomd_errors_total Error replies by text.\n"
+                             "# TYPE roomd_errors_total counter\n");
+    for (int e = 1; e < ERR__COUNT; e++) {
+        uint64_t n = 0;
+        for (int i = 0; i < nworkers; i++)
+            n += atomic_load_explicit(&workers[i].stat_errors[e], memory_order_relaxed);
+        evbuffer_add_printf(out, "roomd_errors_total{error=\"%s\"} %llu\n", err_text(e),
+                            (unsigned long long)n);
+    }
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                      "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", out);
+    evbuffer_free(out);
+}
+
 /* ------------------------------------------------------------ routing */
 
 static void on_request(struct evhttp_request *req, void *arg)
 {
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (!authorized(req)) {
-        send_error(req, 401, "unauthorized");
+        send_error(req, 401, err_text(ERR_UNAUTHORIZED));
         return;
     }
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     char *seg[ADMIN_MAX_SEGMENTS] = {0};
     int n = path ? split_path(path, seg, ADMIN_MAX_SEGMENTS) : -1;
     if (n == 1 && !strcmp(seg[0], "metrics") && cmd == EVHTTP_REQ_GET)
-        send_json(req, 200, stats_json()); /* Prometheus text comes with the ops work */
+        send_metrics(req);
     else if (n < 2 || strcmp(seg[0], "api") != 0)
-        send_error(req, n < 0 ? 400 : 404, n < 0 ? "malformed path" : "not found");
+        send_error(req, n < 0 ? 400 : 404, err_text(n < 0 ? ERR_MALFORMED_PATH : ERR_NOT_FOUND));
     else if (!strcmp(seg[1], "rooms"))
         handle_rooms(req, cmd, seg, n);
     else if (!strcmp(seg[1], "connections"))
         handle_connections(req, cmd, seg, n);
     else if (!strcmp(seg[1], "stats") && n == 2)
         cmd == EVHTTP_REQ_GET ? send_json(req, 200, stats_json())
-                              : send_error(req, 405, "method not allowed");
+                              : send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else
-        send_error(req, 404, "not found");
+        send_error(req, 404, err_text(ERR_NOT_FOUND));
     for (int i = 0; i < n; i++)
         free(seg[i]);
 }

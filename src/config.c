@@ -13,7 +13,8 @@
 #include "config.h"
 #include "log.h"
 
-struct roomd_config settings;
+static struct roomd_config config_initial;
+struct roomd_config *_Atomic config_live = &config_initial;
 
 enum key_type { KEY_STR, KEY_INT, KEY_LONG, KEY_BOOL };
 
@@ -24,58 +25,61 @@ struct config_key {
     const char *def;
     long min, max;
     const char *help;
+    bool restart; /* only a restart changes it (SIGHUP keeps the old value) */
 };
 
 #define OFF(field) offsetof(struct roomd_config, field)
 
 static const struct config_key config_keys[] = {
-    {"bind", KEY_STR, OFF(bind), "0.0.0.0", 0, 0, "address of the TCP line listener"},
-    {"port", KEY_INT, OFF(port), "5000", 0, 65535, "TCP line port; 0 turns it off"},
+    {"bind", KEY_STR, OFF(bind), "0.0.0.0", 0, 0, "address of the TCP line listener", true},
+    {"port", KEY_INT, OFF(port), "5000", 0, 65535, "TCP line port; 0 turns it off", true},
     {"websocket_bind", KEY_STR, OFF(websocket_bind), "0.0.0.0", 0, 0,
-     "address of the WebSocket listener"},
+     "address of the WebSocket listener", true},
     {"websocket_port", KEY_INT, OFF(websocket_port), "8080", 0, 65535,
-     "WebSocket port; 0 turns it off"},
-    {"admin_bind", KEY_STR, OFF(admin_bind), "127.0.0.1", 0, 0, "address of the admin HTTP API"},
-    {"admin_port", KEY_INT, OFF(admin_port), "8081", 0, 65535, "admin HTTP port; 0 turns it off"},
+     "WebSocket port; 0 turns it off", true},
+    {"admin_bind", KEY_STR, OFF(admin_bind), "127.0.0.1", 0, 0, "address of the admin HTTP API", true},
+    {"admin_port", KEY_INT, OFF(admin_port), "8081", 0, 65535, "admin HTTP port; 0 turns it off", true},
     {"admin_key", KEY_STR, OFF(admin_key), "", 0, 0,
-     "bearer key of the admin API; empty turns the API off"},
-    {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core"},
-    {"store", KEY_STR, OFF(store), "memory", 0, 0, "memory, or redis://HOST:PORT[/DB]"},
-    {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis"},
+     "bearer key of the admin API; empty turns the API off", true},
+    {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core", true},
+    {"store", KEY_STR, OFF(store), "memory", 0, 0, "memory, or redis://HOST:PORT[/DB]", true},
+    {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis", true},
     {"server_id", KEY_STR, OFF(server_id), "", 0, 0,
-     "this server's name in a cluster (default: host name and port)"},
+     "this server's name in a cluster (default: host name and port)", true},
     {"server_timeout", KEY_LONG, OFF(server_timeout), "5", 2, 3600,
-     "seconds without a heartbeat before other servers drop a server's members"},
+     "seconds without a heartbeat before other servers drop a server's members", true},
     {"redis_wait", KEY_BOOL, OFF(redis_wait), "true", 0, 1,
-     "at start-up, wait for Redis (retrying) instead of exiting"},
+     "at start-up, wait for Redis (retrying) instead of exiting", true},
     {"starting_rooms", KEY_STR, OFF(starting_rooms), "defaultRoom", 0, 0,
-     "comma-separated rooms created at boot"},
+     "comma-separated rooms created at boot", false},
     {"default_room", KEY_STR, OFF(default_room), "defaultRoom", 0, 0,
-     "room new connections join (empty: none)"},
+     "room new connections join (empty: none)", false},
     {"welcome_message", KEY_STR, OFF(welcome_message), "Hello! Welcome to the roomd api", 0, 0,
-     "text of the welcome message"},
+     "text of the welcome message", false},
     {"announcements", KEY_BOOL, OFF(announcements), "true", 0, 1,
-     "announce joins and leaves to the room"},
+     "announce joins and leaves to the room", false},
     {"max_connections", KEY_LONG, OFF(max_connections), "10000", 1, 10000000,
-     "connections above this are refused"},
+     "connections above this are refused", false},
     {"max_line", KEY_LONG, OFF(max_line), "65536", 16, 1L << 30,
-     "longest request line or frame, in bytes"},
+     "longest request line or frame, in bytes", false},
     {"max_room_name", KEY_LONG, OFF(max_room_name), "256", 1, 65536,
-     "longest room name, in bytes"},
-    {"max_params", KEY_LONG, OFF(max_params), "64", 0, 1000000, "params per connection"},
+     "longest room name, in bytes", false},
+    {"max_params", KEY_LONG, OFF(max_params), "64", 0, 1000000, "params per connection", false},
     {"output_limit", KEY_LONG, OFF(output_limit), "8388608", 1024, 1L << 40,
-     "pending output bytes before a client is dropped as a slow reader"},
+     "pending output bytes before a client is dropped as a slow reader", false},
     {"say_rate", KEY_LONG, OFF(say_rate), "100", 0, 100000000,
-     "say requests per second per connection; 0 off"},
-    {"say_burst", KEY_LONG, OFF(say_burst), "200", 0, 100000000, "say token bucket size"},
+     "say requests per second per connection; 0 off", false},
+    {"say_burst", KEY_LONG, OFF(say_burst), "200", 0, 100000000, "say token bucket size", false},
     {"idle_timeout", KEY_LONG, OFF(idle_timeout), "0", 0, 100000000,
-     "seconds without input before a client is closed; 0 off"},
+     "seconds without input before a client is closed; 0 off", false},
     {"room_view_limit", KEY_LONG, OFF(room_view_limit), "1000", 0, 100000000,
-     "members listed by roomView"},
+     "members listed by roomView", false},
     {"token_secret", KEY_STR, OFF(token_secret), "", 0, 0,
-     "HS256 secret of the auth verb; empty turns it off"},
-    {"log_level", KEY_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error"},
-    {"pid_file", KEY_STR, OFF(pid_file), "", 0, 0, "write the process id here"},
+     "HS256 secret of the auth verb; empty turns it off", false},
+    {"log_level", KEY_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error", false},
+    {"pid_file", KEY_STR, OFF(pid_file), "", 0, 0, "write the process id here", true},
+    {"log_file", KEY_STR, OFF(log_file), "", 0, 0,
+     "append the log here (reopened on SIGHUP); empty: stderr", false},
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -257,4 +261,47 @@ void config_print_keys(FILE *out)
     for (size_t i = 0; i < NKEYS; i++)
         fprintf(out, "  --%-18s %-34s (default: %s)\n", config_keys[i].name, config_keys[i].help,
                 *config_keys[i].def ? config_keys[i].def : "empty");
+}
+
+struct roomd_config *config_swap(struct roomd_config *next)
+{
+    return atomic_exchange_explicit(&config_live, next, memory_order_acq_rel);
+}
+
+void config_keep_restart_keys(struct roomd_config *next, const struct roomd_config *running)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        const struct config_key *k = &config_keys[i];
+        if (!k->restart)
+            continue;
+        char *dst = (char *)next + k->offset;
+        const char *src = (const char *)running + k->offset;
+        switch (k->type) {
+        case KEY_STR:
+            if (strcmp(*(char **)dst, *(char *const *)src) != 0) {
+                log_warn("SIGHUP: %s changed; it takes effect at restart", k->name);
+                free(*(char **)dst);
+                *(char **)dst = strdup(*(char *const *)src);
+            }
+            break;
+        case KEY_INT:
+        case KEY_LONG:
+        case KEY_BOOL: {
+            size_t size = k->type == KEY_INT ? sizeof(int) : k->type == KEY_LONG ? sizeof(long)
+                                                                                  : sizeof(bool);
+            if (memcmp(dst, src, size) != 0) {
+                log_warn("SIGHUP: %s changed; it takes effect at restart", k->name);
+                memcpy(dst, src, size);
+            }
+            break;
+        }
+        }
+    }
+}
+
+void config_release(struct roomd_config *old)
+{
+    config_free(old);
+    if (old != &config_initial)
+        free(old);
 }

@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 struct roomd_config {
@@ -37,11 +38,23 @@ struct roomd_config {
     char *token_secret;
     char *log_level;
     char *pid_file;
+    char *log_file;
 };
 
-/* The running configuration (memcached's `settings`): written at start-up
- * before any thread starts, read-only afterwards. */
-extern struct roomd_config settings;
+/* The running configuration (memcached's `settings`).  A configuration is
+ * never changed in place: SIGHUP builds a new one and swaps the pointer, so
+ * a reader sees either the old or the new one, whole (config_swap). */
+extern struct roomd_config *_Atomic config_live;
+#define settings (*atomic_load_explicit(&config_live, memory_order_acquire))
+
+/* Publish NEXT as the running configuration; returns the previous one,
+ * which the caller frees once no thread can still be reading it. */
+struct roomd_config *config_swap(struct roomd_config *next);
+/* Free a configuration config_swap() returned. */
+void config_release(struct roomd_config *old);
+/* Copy into NEXT the keys that only a restart can change (ports, binds,
+ * workers, store...), from RUNNING, logging each one that differed. */
+void config_keep_restart_keys(struct roomd_config *next, const struct roomd_config *running);
 
 /* Fill every key with its built-in default. */
 void config_init(struct roomd_config *cfg);

@@ -220,11 +220,12 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     c->connected_at = now_ms();
     c->attributes = initial_attributes(c, addr);
     c->params = json_object_new_object();
-    c->say_tokens = (double)settings.say_burst;
+    c->say_tokens = settings.say_burst > 0 ? (double)settings.say_burst : 1.0; /* full */
     c->say_refill_at = monotonic_ms();
     HASH_ADD(hh, w->conns, serial, sizeof(c->serial), c);
     index_add(c);
     atomic_fetch_add(&conns_by_transport[t], 1);
+    worker_count(w, stat_connections);
 
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
     if (settings.idle_timeout > 0) {
@@ -263,6 +264,7 @@ void conn_send_msg(struct conn *c, const struct msg *m)
         return;
     c->proto->send_msg(c, m);
     worker_count(c->worker, stat_delivered);
+    atomic_fetch_add_explicit(&c->worker->stat_bytes_out, m->len, memory_order_relaxed);
     check_output_limit(c);
 }
 
@@ -348,6 +350,7 @@ void conn_reap(struct conn *c)
     HASH_DEL(c->worker->conns, c);
     index_del(c);
     atomic_fetch_sub(&conns_by_transport[c->transport], 1);
+    atomic_fetch_sub_explicit(&c->worker->stat_connections, 1, memory_order_relaxed);
     if (c->proto->on_free)
         c->proto->on_free(c);
     bufferevent_free(c->bev);
@@ -376,6 +379,8 @@ void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_d
 
 void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err)
 {
+    if ((unsigned)err < ERR__COUNT)
+        worker_count(c->worker, stat_errors[err]);
     const char *text = err_text(err);
     json_object *o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string(text));

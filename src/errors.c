@@ -29,6 +29,10 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_BINARY_FRAME] = "binary frames are not supported",
     [ERR_STORE_UNAVAILABLE] = "store unavailable",
     [ERR_SAY_REFUSED] = "message refused",
+    [ERR_UNAUTHORIZED] = "unauthorized",
+    [ERR_NOT_FOUND] = "not found",
+    [ERR_METHOD_NOT_ALLOWED] = "method not allowed",
+    [ERR_MALFORMED_PATH] = "malformed path",
 };
 
 const char *err_text(enum roomd_err err)

@@ -32,6 +32,11 @@ enum roomd_err {
     ERR_BINARY_FRAME,
     ERR_STORE_UNAVAILABLE,
     ERR_SAY_REFUSED,
+    /* the admin HTTP API's own */
+    ERR_UNAUTHORIZED,
+    ERR_NOT_FOUND,
+    ERR_METHOD_NOT_ALLOWED,
+    ERR_MALFORMED_PATH,
     ERR__COUNT
 };
 

@@ -2,6 +2,7 @@
  *
  * Each line is formatted into a local buffer and written with a single
  * write(2), so lines from different threads never interleave. */
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include "log.h"
 
 static _Atomic int log_threshold = LOG_LVL_INFO;
+static _Atomic int log_fd = STDERR_FILENO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int log_level_parse(const char *name)
@@ -29,6 +31,20 @@ int log_level_parse(const char *name)
 void log_set_level(enum log_level level)
 {
     log_threshold = level;
+}
+
+int log_reopen(const char *path)
+{
+    int fd = STDERR_FILENO;
+    if (path && *path) {
+        fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+        if (fd < 0)
+            return -1;
+    }
+    int old = atomic_exchange(&log_fd, fd);
+    if (old != STDERR_FILENO)
+        close(old); /* a line being written to it at this moment may be lost */
+    return 0;
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -51,6 +67,6 @@ void log_msg(enum log_level level, const char *fmt, ...)
     if (n > sizeof(line) - 2)
         n = sizeof(line) - 2;
     line[n++] = '\n';
-    ssize_t rc = write(STDERR_FILENO, line, n);
+    ssize_t rc = write(atomic_load(&log_fd), line, n);
     (void)rc;
 }

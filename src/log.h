@@ -7,6 +7,9 @@ enum log_level { LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARN, LOG_LVL_ERROR };
 /* Parse "debug", "info", "warn"/"warning", "error"; -1 when unknown. */
 int log_level_parse(const char *name);
 void log_set_level(enum log_level level);
+/* Log to PATH (appending), or to stderr when PATH is empty; also the SIGHUP
+ * reopen after logrotate.  Returns 0, or -1 (logging stays where it was). */
+int log_reopen(const char *path);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -1,22 +1,823 @@
-/* proto_ws.c -- placeholder: the WebSocket transport (RFC 6455). */
+/* proto_ws.c -- the WebSocket transport (RFC 6455) and the HTTP port's
+ * static files.
+ *
+ * A connection on the WebSocket port starts as an HTTP/1.1 request, read by
+ * struct ws_http (libhttp-parser does the parsing).  A request with
+ * "Upgrade: websocket" on any path becomes a WebSocket session: the 101
+ * answer, then verbs_session_start() (welcome, default room).  Any other
+ * request gets a static file, 404 or 405 (400 when malformed or over
+ * WS_HTTP_MAX_HEAD) and the connection closes; it never was a session, so
+ * there is no goodbye.  The whole request must arrive within
+ * WS_HANDSHAKE_TIMEOUT_SEC (a deadline, not an idle timer: a client
+ * trickling a byte at a time does not keep the slot).
+ *
+ * After the upgrade, struct ws_stream reads frames with libwslay's event
+ * API.  What wslay enforces itself (read in wslay_event.c and
+ * wslay_frame.c): client frames must be masked, reserved bits clear, the
+ * opcode known, continuation frames only inside a fragmented message,
+ * control frames at most 125 bytes and not fragmented, the 16/64-bit
+ * length forms minimal, close codes valid, text UTF-8 as it arrives; it
+ * answers pings and echoes a client's close.  What it does not do and this
+ * file does: a close frame with a 1-byte body (a protocol error), frame
+ * errors wslay reports as a failure instead of queueing 1002 itself, the
+ * max_line cap (wslay's own max_recv_msg_length would close with 1009;
+ * roomd answers "request too long" and keeps the connection), and a second
+ * UTF-8 check of each whole text message with utf8_valid() before it
+ * reaches the verbs.  wslay runs unbuffered for data frames: this file
+ * keeps one message of at most max_line bytes and drops the bytes of a
+ * longer one as they arrive.
+ *
+ * Server messages never pass through wslay: each is one unmasked text
+ * frame whose header is written in front of the JSON straight into the
+ * bufferevent (the fan-out hot path).  wslay's own output (pongs, close
+ * echoes) goes into the same buffer, so the order on the wire is the order
+ * of writing. */
+#include <string.h>
+#include <strings.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <http_parser.h>
+#include <openssl/evp.h>
+#include <wslay/wslay.h>
+
+#include "config.h"
 #include "conn.h"
+#include "http_static.h"
+#include "log.h"
+#include "msg.h"
 #include "proto.h"
+#include "proto_ws.h"
+#include "utf8.h"
+#include "verbs.h"
+
+/* How long a client has to send its whole request (handshake or static
+ * file) after connecting: a browser sends it at once, so ten seconds
+ * covers a slow mobile link and still frees a slowloris slot quickly. */
+#define WS_HANDSHAKE_TIMEOUT_SEC 10
+
+/* RFC 6455 1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
+static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+/* RFC 6455 4.1: the key is base64 of 16 random bytes: 22 characters and
+ * "==" padding. */
+#define WS_KEY_LEN 24
+#define WS_KEY_PAD 2
+#define SHA1_LEN 20
+/* The only protocol version of RFC 6455 (section 4.1). */
+static const char WS_VERSION[] = "13";
+
+/* Static paths are short; a longer path cannot name a file. */
+#define WS_STATIC_PATH_MAX 64
+
+/* Frame header bits (RFC 6455 5.2). */
+#define WS_FIN 0x80u
+#define WS_OPCODE_BITS 0x0fu
+#define WS_LEN7_MAX 125  /* payload lengths up to this fit the first byte */
+#define WS_LEN16_MARK 126 /* a 16-bit length follows */
+#define WS_LEN64_MARK 127 /* a 64-bit length follows */
+#define WS_LEN16_SIZE 2
+#define WS_LEN64_SIZE 8
+#define WS_BASE_HEADER 2
+#define WS_CLOSE_CODE_SIZE 2
+
+/* A close frame body of exactly 1 byte cannot hold a code (RFC 6455
+ * 5.5.1: a body starts with a 2-byte code). */
+#define WS_CLOSE_BODY_TRUNCATED 1
+/* Close code when roomd itself fails (out of memory). */
+#define WS_CLOSE_INTERNAL_ERROR 1011
+
+/* A message buffer bigger than this is freed after its message instead of
+ * being kept for the next one, so an idle connection holds little memory
+ * even after one long request. */
+#define WS_MSG_KEEP 4096
+
+/* ================================================== the HTTP request */
+
+struct ws_span {
+    size_t off, len; /* into ws_http.head */
+};
+
+enum ws_http_last { WS_LAST_NONE, WS_LAST_FIELD, WS_LAST_VALUE };
+
+struct ws_http {
+    http_parser parser;
+    size_t len; /* bytes of head[] used */
+    bool complete;
+    enum ws_http_last last;
+    struct ws_span url, field, value;
+    bool upgrade_websocket;  /* an Upgrade header names websocket */
+    bool connection_upgrade; /* a Connection header names upgrade */
+    int nkey, nversion;
+    struct ws_span key, version;
+    char head[WS_HTTP_MAX_HEAD];
+};
+
+static struct ws_http *http_of(http_parser *p)
+{
+    return p->data;
+}
+
+/* http_parser may hand out one field in several pieces; all of them lie
+ * back to back in head[], so a piece either starts a span or extends it. */
+static void span_add(struct ws_http *h, struct ws_span *s, bool extend, const char *at,
+                     size_t len)
+{
+    if (!extend) {
+        s->off = (size_t)(at - h->head);
+        s->len = 0;
+    }
+    s->len += len;
+}
+
+/* A header value without the optional whitespace around it. */
+static struct ws_span span_trim(const struct ws_http *h, struct ws_span s)
+{
+    while (s.len > 0 && (h->head[s.off] == ' ' || h->head[s.off] == '\t')) {
+        s.off++;
+        s.len--;
+    }
+    while (s.len > 0 && (h->head[s.off + s.len - 1] == ' ' || h->head[s.off + s.len - 1] == '\t'))
+        s.len--;
+    return s;
+}
+
+static bool span_is(const struct ws_http *h, struct ws_span s, const char *text)
+{
+    size_t n = strlen(text);
+    return s.len == n && strncasecmp(h->head + s.off, text, n) == 0;
+}
+
+/* Whether the comma-separated list in S holds TOKEN (any case): a browser
+ * sends "Connection: keep-alive, Upgrade". */
+static bool span_has_token(const struct ws_http *h, struct ws_span s, const char *token)
+{
+    size_t end = s.off + s.len;
+    while (s.off <= end) {
+        const char *comma = memchr(h->head + s.off, ',', end - s.off);
+        size_t stop = comma ? (size_t)(comma - h->head) : end;
+        struct ws_span item = span_trim(h, (struct ws_span){s.off, stop - s.off});
+        if (span_is(h, item, token))
+            return true;
+        s.off = stop + 1;
+    }
+    return false;
+}
+
+/* One header is complete: keep what the upgrade needs. */
+static void header_done(struct ws_http *h)
+{
+    if (h->last != WS_LAST_VALUE)
+        return;
+    struct ws_span value = span_trim(h, h->value);
+    if (span_is(h, h->field, "Upgrade")) {
+        if (span_has_token(h, value, "websocket"))
+            h->upgrade_websocket = true;
+    } else if (span_is(h, h->field, "Connection")) {
+        if (span_has_token(h, value, "upgrade"))
+            h->connection_upgrade = true;
+    } else if (span_is(h, h->field, "Sec-WebSocket-Key")) {
+        h->nkey++;
+        h->key = value;
+    } else if (span_is(h, h->field, "Sec-WebSocket-Version")) {
+        h->nversion++;
+        h->version = value;
+    }
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    struct ws_http *h = http_of(p);
+    span_add(h, &h->url, h->url.len > 0, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    struct ws_http *h = http_of(p);
+    if (h->last != WS_LAST_FIELD)
+        header_done(h);
+    span_add(h, &h->field, h->last == WS_LAST_FIELD, at, len);
+    h->last = WS_LAST_FIELD;
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    struct ws_http *h = http_of(p);
+    span_add(h, &h->value, h->last == WS_LAST_VALUE, at, len);
+    h->last = WS_LAST_VALUE;
+    return 0;
+}
+
+/* The head is complete.  Returning 2 tells http_parser that nothing after
+ * it is HTTP (an upgrade, or a request whose body roomd never reads), so
+ * http_parser_execute() stops right after the blank line. */
+static int on_headers_complete(http_parser *p)
+{
+    struct ws_http *h = http_of(p);
+    header_done(h);
+    h->complete = true;
+    return 2;
+}
+
+static const http_parser_settings ws_http_settings = {
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+};
+
+struct ws_http *ws_http_new(void)
+{
+    struct ws_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    http_parser_init(&h->parser, HTTP_REQUEST);
+    h->parser.data = h;
+    return h;
+}
+
+void ws_http_free(struct ws_http *h)
+{
+    free(h);
+}
+
+bool ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
+{
+    unsigned char digest[SHA1_LEN];
+    unsigned int dlen = 0;
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) &&
+              EVP_DigestUpdate(md, key, len) &&
+              EVP_DigestUpdate(md, WS_GUID, sizeof(WS_GUID) - 1) &&
+              EVP_DigestFinal_ex(md, digest, &dlen) && dlen == SHA1_LEN;
+    EVP_MD_CTX_free(md);
+    if (ok)
+        ok = EVP_EncodeBlock((unsigned char *)out, digest, SHA1_LEN) == WS_ACCEPT_LEN;
+    return ok;
+}
+
+/* RFC 6455 4.2.1: the key must decode to 16 bytes. */
+static bool key_valid(const struct ws_http *h, struct ws_span key)
+{
+    static const char b64[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    if (key.len != WS_KEY_LEN)
+        return false;
+    const char *k = h->head + key.off;
+    for (size_t i = 0; i < WS_KEY_LEN - WS_KEY_PAD; i++)
+        if (!memchr(b64, k[i], sizeof(b64) - 1))
+            return false;
+    return memcmp(k + WS_KEY_LEN - WS_KEY_PAD, "==", WS_KEY_PAD) == 0;
+}
+
+/* ----------------------------------------------------- the answers */
+
+static const char BODY_400[] = "400 Bad Request\n";
+static const char BODY_404[] = "404 Not Found\n";
+static const char BODY_405[] = "405 Method Not Allowed\n";
+
+/* An answer with a body, after which the connection closes.  EXTRA is
+ * more header lines, each ending in CRLF. */
+static void reply_body(struct ws_http_reply *r, enum http_status status, const char *type,
+                       const char *extra, const char *body, size_t len)
+{
+    r->status = status;
+    r->body = body;
+    r->body_len = len;
+    int n = snprintf(r->head, sizeof(r->head),
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "%s"
+                     "Connection: close\r\n\r\n",
+                     (int)status, http_status_str(status), type, len, extra);
+    r->head_len = n > 0 && (size_t)n < sizeof(r->head) ? (size_t)n : 0;
+}
+
+/* An error answer: its status line again as a short text body. */
+static void reply_error(struct ws_http_reply *r, enum http_status status, const char *extra)
+{
+    static const char text_plain[] = "text/plain; charset=utf-8";
+    const char *body;
+    size_t len;
+    switch (status) {
+    case HTTP_STATUS_NOT_FOUND:
+        body = BODY_404, len = sizeof(BODY_404) - 1;
+        break;
+    case HTTP_STATUS_METHOD_NOT_ALLOWED:
+        body = BODY_405, len = sizeof(BODY_405) - 1;
+        break;
+    default:
+        body = BODY_400, len = sizeof(BODY_400) - 1;
+        break;
+    }
+    reply_body(r, status, text_plain, extra, body, len);
+}
+
+/* The upgrade request is checked as RFC 6455 4.2.1 asks: HTTP/1.1 or later,
+ * "Connection: Upgrade", version 13 (else 400 naming the version roomd
+ * speaks, as 4.2.2 allows), exactly one well-formed key. */
+static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
+{
+    const http_parser *p = &h->parser;
+    if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) ||
+        !h->connection_upgrade) {
+        reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
+        return;
+    }
+    if (h->nversion != 1 || !span_is(h, h->version, WS_VERSION)) {
+        reply_error(r, HTTP_STATUS_BAD_REQUEST, "Sec-WebSocket-Version: 13\r\n");
+        return;
+    }
+    char accept[WS_ACCEPT_LEN + 1];
+    if (h->nkey != 1 || !key_valid(h, h->key) ||
+        !ws_accept_key(h->head + h->key.off, h->key.len, accept)) {
+        reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
+        return;
+    }
+    r->status = HTTP_STATUS_SWITCHING_PROTOCOLS;
+    r->body = NULL;
+    r->body_len = 0;
+    int n = snprintf(r->head, sizeof(r->head),
+                     "HTTP/1.1 101 Switching Protocols\r\n"
+                     "Upgrade: websocket\r\n"
+                     "Connection: Upgrade\r\n"
+                     "Sec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    r->head_len = n > 0 && (size_t)n < sizeof(r->head) ? (size_t)n : 0;
+}
+
+/* A plain GET: the file at the request's path (query string ignored). */
+static void reply_static(const struct ws_http *h, struct ws_http_reply *r)
+{
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    if (http_parser_parse_url(h->head + h->url.off, h->url.len, 0, &u) != 0) {
+        reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
+        return;
+    }
+    const struct static_file *f = NULL;
+    if (u.field_set & (1 << UF_PATH) && u.field_data[UF_PATH].len <= WS_STATIC_PATH_MAX) {
+        char path[WS_STATIC_PATH_MAX + 1];
+        memcpy(path, h->head + h->url.off + u.field_data[UF_PATH].off,
+               u.field_data[UF_PATH].len);
+        path[u.field_data[UF_PATH].len] = '\0';
+        f = http_static_find(path);
+    }
+    if (!f) {
+        reply_error(r, HTTP_STATUS_NOT_FOUND, "");
+        return;
+    }
+    reply_body(r, HTTP_STATUS_OK, f->content_type, "Cache-Control: no-cache\r\n", f->body, f->len);
+}
+
+static void reply_for(const struct ws_http *h, struct ws_http_reply *r)
+{
+    if (h->parser.method != HTTP_GET)
+        reply_error(r, HTTP_STATUS_METHOD_NOT_ALLOWED, "Allow: GET\r\n");
+    else if (h->upgrade_websocket)
+        reply_upgrade(h, r);
+    else
+        reply_static(h, r);
+}
+
+enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len,
+                                 size_t *consumed, struct ws_http_reply *reply)
+{
+    *consumed = 0;
+    if (len == 0) /* http_parser would take an empty feed for end of input */
+        return WS_HTTP_MORE;
+    size_t room = sizeof(h->head) - h->len;
+    size_t n = len < room ? len : room;
+    memcpy(h->head + h->len, buf, n);
+    size_t parsed = http_parser_execute(&h->parser, &ws_http_settings, h->head + h->len, n);
+    if (h->complete) {
+        *consumed = parsed;
+        h->len += parsed;
+        reply_for(h, reply);
+        return WS_HTTP_DONE;
+    }
+    *consumed = n;
+    h->len += n;
+    if (HTTP_PARSER_ERRNO(&h->parser) != HPE_OK || h->len == sizeof(h->head)) {
+        reply_error(reply, HTTP_STATUS_BAD_REQUEST, "");
+        return WS_HTTP_DONE;
+    }
+    return WS_HTTP_MORE;
+}
+
+/* ======================================================= the frames */
+
+size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], unsigned opcode, uint64_t len)
+{
+    out[0] = (uint8_t)(WS_FIN | (opcode & WS_OPCODE_BITS));
+    if (len <= WS_LEN7_MAX) {
+        out[1] = (uint8_t)len;
+        return WS_BASE_HEADER;
+    }
+    if (len <= UINT16_MAX) {
+        out[1] = WS_LEN16_MARK;
+        out[2] = (uint8_t)(len >> 8);
+        out[3] = (uint8_t)len;
+        return WS_BASE_HEADER + WS_LEN16_SIZE;
+    }
+    out[1] = WS_LEN64_MARK;
+    for (int i = 0; i < WS_LEN64_SIZE; i++)
+        out[WS_BASE_HEADER + i] = (uint8_t)(len >> (8 * (WS_LEN64_SIZE - 1 - i)));
+    return WS_BASE_HEADER + WS_LEN64_SIZE;
+}
+
+struct ws_stream {
+    wslay_event_context_ptr wslay;
+    const struct ws_stream_ops *ops;
+    void *arg;
+    size_t max_msg;
+
+    const uint8_t *in; /* the bytes being fed, for wslay's recv callback */
+    size_t in_len;
+
+    bool frame_control; /* the frame being read is a control frame */
+    bool msg_binary;    /* the message being read is binary (not kept) */
+    bool msg_too_long;  /* ... is text over max_msg (not kept) */
+    char *msg;          /* ... its text so far */
+    size_t msg_len, msg_cap;
+
+    uint16_t fail_code; /* set by a callback: close with this code */
+    bool close_sent;
+};
+
+static ssize_t stream_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags,
+                           void *arg)
+{
+    struct ws_stream *s = arg;
+    if (s->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < s->in_len ? len : s->in_len;
+    memcpy(buf, s->in, n);
+    s->in += n;
+    s->in_len -= n;
+    return (ssize_t)n;
+}
+
+/* wslay's output is taken whole: the bufferevent buffers it. */
+static ssize_t stream_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
+                           int flags, void *arg)
+{
+    struct ws_stream *s = arg;
+    s->ops->output(s->arg, data, len);
+    return (ssize_t)len;
+}
+
+static void msg_reset(struct ws_stream *s)
+{
+    s->msg_len = 0;
+    s->msg_too_long = false;
+    if (s->msg_cap > WS_MSG_KEEP) {
+        free(s->msg);
+        s->msg = NULL;
+        s->msg_cap = 0;
+    }
+}
+
+/* A frame starts.  A data frame's declared length is checked against
+ * max_msg before any of it arrives, and room for it is made at once, so
+ * a too-long message costs nothing and a fitting one is copied once. */
+static void stream_frame_start(wslay_event_context_ptr ctx,
+                               const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
+{
+    struct ws_stream *s = arg;
+    s->frame_control = wslay_is_ctrl_frame(a->opcode);
+    if (s->frame_control)
+        return;
+    if (a->opcode != WSLAY_CONTINUATION_FRAME) {
+        msg_reset(s);
+        s->msg_binary = a->opcode == WSLAY_BINARY_FRAME;
+    }
+    if (s->msg_binary || s->msg_too_long)
+        return;
+    if (a->payload_length > s->max_msg - s->msg_len) {
+        s->msg_too_long = true;
+        return;
+    }
+    size_t need = s->msg_len + (size_t)a->payload_length;
+    if (need > s->msg_cap) {
+        char *grown = realloc(s->msg, need);
+        if (!grown) {
+            s->fail_code = WS_CLOSE_INTERNAL_ERROR;
+            wslay_event_shutdown_read(ctx);
+            return;
+        }
+        s->msg = grown;
+        s->msg_cap = need;
+    }
+}
+
+static void stream_frame_chunk(wslay_event_context_ptr ctx,
+                               const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
+{
+    struct ws_stream *s = arg;
+    if (s->frame_control || s->msg_binary || s->msg_too_long || s->fail_code ||
+        a->data_length == 0)
+        return;
+    memcpy(s->msg + s->msg_len, a->data, a->data_length);
+    s->msg_len += a->data_length;
+}
+
+/* A whole message (wslay has reassembled the fragments and answered pings
+ * and closes by then).  Data messages go to ops->message. */
+static void stream_message(wslay_event_context_ptr ctx,
+                           const struct wslay_event_on_msg_recv_arg *a, void *arg)
+{
+    struct ws_stream *s = arg;
+    bool go_on = true;
+    if (s->fail_code)
+        return;
+    switch (a->opcode) {
+    case WSLAY_TEXT_FRAME:
+        if (s->msg_too_long)
+            go_on = s->ops->message(s->arg, WS_MSG_TOO_LONG, NULL, 0);
+        else if (s->msg_len > 0 && !utf8_valid(s->msg, s->msg_len))
+            s->fail_code = WS_CLOSE_INVALID_DATA;
+        else if (s->msg_len > 0) /* empty: like an empty line, not counted */
+            go_on = s->ops->message(s->arg, WS_MSG_TEXT, s->msg, s->msg_len);
+        msg_reset(s);
+        break;
+    case WSLAY_BINARY_FRAME:
+        go_on = s->ops->message(s->arg, WS_MSG_BINARY, NULL, 0);
+        break;
+    case WSLAY_CONNECTION_CLOSE:
+        if (a->msg_length == WS_CLOSE_BODY_TRUNCATED)
+            s->fail_code = WS_CLOSE_PROTOCOL_ERROR;
+        break;
+    case WSLAY_PING: /* answered: the pong goes out before later replies */
+        wslay_event_send(ctx);
+        break;
+    default: /* pong */
+        break;
+    }
+    if (!go_on || s->fail_code)
+        wslay_event_shutdown_read(ctx);
+}
+
+static const struct wslay_event_callbacks stream_callbacks = {
+    .recv_callback = stream_recv,
+    .send_callback = stream_send,
+    .on_frame_recv_start_callback = stream_frame_start,
+    .on_frame_recv_chunk_callback = stream_frame_chunk,
+    .on_msg_recv_callback = stream_message,
+};
+
+struct ws_stream *ws_stream_new(size_t max_msg, const struct ws_stream_ops *ops, void *arg)
+{
+    struct ws_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    if (wslay_event_context_server_init(&s->wslay, &stream_callbacks, s) != 0) {
+        free(s);
+        return NULL;
+    }
+    wslay_event_config_set_no_buffering(s->wslay, 1);
+    /* The length cap is max_msg, applied above; no frame is too long for
+     * wslay itself (it would close with 1009). */
+    wslay_event_config_set_max_recv_msg_length(s->wslay, UINT64_MAX);
+    s->ops = ops;
+    s->arg = arg;
+    s->max_msg = max_msg;
+    return s;
+}
+
+void ws_stream_free(struct ws_stream *s)
+{
+    if (!s)
+        return;
+    wslay_event_context_free(s->wslay);
+    free(s->msg);
+    free(s);
+}
+
+bool ws_stream_close_sent(const struct ws_stream *s)
+{
+    return s->close_sent;
+}
+
+void ws_stream_close(struct ws_stream *s, uint16_t code)
+{
+    if (s->close_sent)
+        return;
+    s->close_sent = true;
+    wslay_event_shutdown_read(s->wslay);
+    wslay_event_shutdown_write(s->wslay); /* nothing of wslay's after ours */
+    uint8_t frame[WS_FRAME_HEADER_MAX + WS_CLOSE_CODE_SIZE];
+    size_t n = ws_frame_header(frame, WS_OP_CLOSE, WS_CLOSE_CODE_SIZE);
+    frame[n] = (uint8_t)(code >> 8);
+    frame[n + 1] = (uint8_t)code;
+    s->ops->output(s->arg, frame, n + WS_CLOSE_CODE_SIZE);
+}
+
+bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
+{
+    if (s->close_sent || !wslay_event_want_read(s->wslay))
+        return !s->close_sent;
+    s->in = data;
+    s->in_len = len;
+    int rc = wslay_event_recv(s->wslay);
+    s->in = NULL;
+    s->in_len = 0;
+    if (s->close_sent) /* a message handler closed the session */
+        return false;
+    if (s->fail_code) {
+        ws_stream_close(s, s->fail_code);
+        return false;
+    }
+    if (rc != 0 && !wslay_event_get_close_sent(s->wslay)) {
+        /* A frame wslay could not parse (oversized or fragmented control
+         * frame, a non-minimal length): wslay queues a close without a
+         * code; the contract says 1002. */
+        ws_stream_close(s, WS_CLOSE_PROTOCOL_ERROR);
+        return false;
+    }
+    wslay_event_send(s->wslay); /* pongs, wslay's close frames */
+    if (wslay_event_get_close_sent(s->wslay))
+        s->close_sent = true;
+    return !s->close_sent;
+}
+
+/* =================================================== the transport */
+
+struct ws_conn {
+    struct ws_http *http;     /* while the request is read; then NULL */
+    struct ws_stream *stream; /* after the upgrade */
+    struct event *deadline;   /* the handshake's timeout */
+};
+
+static bool ws_on_message(void *arg, enum ws_msg_kind kind, const char *data, size_t len)
+{
+    struct conn *c = arg;
+    switch (kind) {
+    case WS_MSG_TEXT:
+        verbs_request(c, data, len);
+        break;
+    case WS_MSG_BINARY:
+        verbs_reject(c, ERR_BINARY_FRAME);
+        break;
+    case WS_MSG_TOO_LONG:
+        verbs_reject(c, ERR_REQUEST_TOO_LONG);
+        break;
+    }
+    return !c->closing && !c->dead;
+}
+
+static void ws_on_output(void *arg, const uint8_t *data, size_t len)
+{
+    struct conn *c = arg;
+    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+}
+
+static const struct ws_stream_ops ws_conn_ops = {
+    .message = ws_on_message,
+    .output = ws_on_output,
+};
+
+static void ws_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    conn_abort(c, "WebSocket handshake timeout");
+}
 
 static void ws_on_open(struct conn *c)
 {
-    conn_abort(c, NULL);
+    struct ws_conn *ws = calloc(1, sizeof(*ws));
+    c->proto_state = ws;
+    if (!ws || !(ws->http = ws_http_new()) ||
+        !(ws->deadline = evtimer_new(c->worker->base, ws_on_deadline, c))) {
+        conn_abort(c, "out of memory");
+        return;
+    }
+    struct timeval limit = {WS_HANDSHAKE_TIMEOUT_SEC, 0};
+    evtimer_add(ws->deadline, &limit);
+}
+
+/* The request is answered.  An upgrade starts the session; anything else
+ * closes once the answer is out (no goodbye: there was no session). */
+static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_reply *r)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    ws_http_free(ws->http);
+    ws->http = NULL;
+    evtimer_del(ws->deadline);
+    evbuffer_add(out, r->head, r->head_len);
+    if (r->body_len > 0) /* static bytes: no copy */
+        evbuffer_add_reference(out, r->body, r->body_len, NULL, NULL);
+    if (r->status != HTTP_STATUS_SWITCHING_PROTOCOLS) {
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_close(c, NULL);
+        return;
+    }
+    ws->stream = ws_stream_new((size_t)settings.max_line, &ws_conn_ops, c);
+    if (!ws->stream) {
+        conn_abort(c, "out of memory");
+        return;
+    }
+    verbs_session_start(c);
+}
+
+static void ws_read_request(struct conn *c, struct ws_conn *ws)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    while (ws->http && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            return;
+        size_t consumed;
+        struct ws_http_reply reply;
+        enum ws_http_result r = ws_http_feed(ws->http, v.iov_base, v.iov_len, &consumed, &reply);
+        evbuffer_drain(in, consumed);
+        if (r == WS_HTTP_DONE)
+            ws_answer(c, ws, &reply);
+    }
+}
+
+/* Frames from the client.  Each contiguous piece of the input goes to the
+ * stream; once the stream has sent its close frame the rest is dropped
+ * and the connection closes after its output drained.  wslay's own output
+ * (pongs) is what a client that sends pings without reading could pile
+ * up, so the output limit is checked here too. */
+static void ws_read_frames(struct conn *c, struct ws_conn *ws)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    bool open = true;
+    while (open && !c->closing && !c->dead && evbuffer_get_length(in) > 0) {
+        struct evbuffer_iovec v;
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        open = ws_stream_feed(ws->stream, v.iov_base, v.iov_len);
+        evbuffer_drain(in, v.iov_len);
+    }
+    if (c->dead)
+        return;
+    if (!open || c->closing) {
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_close(c, NULL);
+        return;
+    }
+    if ((long)evbuffer_get_length(bufferevent_get_output(c->bev)) > settings.output_limit)
+        conn_abort(c, "output buffer limit exceeded");
 }
 
 static void ws_on_read(struct conn *c)
 {
+    struct ws_conn *ws = c->proto_state;
+    if (ws->http)
+        ws_read_request(c, ws);
+    if (ws->stream && !c->closing && !c->dead)
+        ws_read_frames(c, ws);
+}
+
+/* One server message as one text frame: header, then the JSON. */
+static void ws_write_text(struct conn *c, const char *json, size_t len)
+{
+    struct ws_conn *ws = c->proto_state;
+    if (!ws->stream || ws_stream_close_sent(ws->stream))
+        return;
+    uint8_t header[WS_FRAME_HEADER_MAX];
+    size_t n = ws_frame_header(header, WS_OP_TEXT, len);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, header, n);
+    evbuffer_add(out, json, len);
 }
 
 static void ws_send(struct conn *c, const char *json, size_t len)
 {
+    ws_write_text(c, json, len);
 }
 
 static void ws_send_msg(struct conn *c, const struct msg *m)
 {
+    ws_write_text(c, m->data, m->len); /* without the "\r\n" after it */
+}
+
+static void ws_send_close(struct conn *c, int code)
+{
+    struct ws_conn *ws = c->proto_state;
+    if (ws->stream)
+        ws_stream_close(ws->stream, (uint16_t)code);
+}
+
+static void ws_on_free(struct conn *c)
+{
+    struct ws_conn *ws = c->proto_state;
+    if (!ws)
+        return;
+    ws_http_free(ws->http);
+    ws_stream_free(ws->stream);
+    if (ws->deadline)
+        event_free(ws->deadline);
+    free(ws);
+    c->proto_state = NULL;
 }
 
 const struct conn_proto ws_proto = {
@@ -24,4 +825,6 @@ const struct conn_proto ws_proto = {
     .on_read = ws_on_read,
     .send = ws_send,
     .send_msg = ws_send_msg,
+    .send_close = ws_send_close,
+    .on_free = ws_on_free,
 };

@@ -318,3 +318,15 @@ long registry_room_count(void)
     }
     return n;
 }
+
+long registry_member_count(void)
+{
+    long n = 0;
+    for (int i = 0; i < REGISTRY_SHARDS; i++) {
+        pthread_rwlock_rdlock(&shards[i].lock);
+        for (struct room *r = shards[i].rooms; r; r = r->hh.next)
+            n += r->nmembers;
+        pthread_rwlock_unlock(&shards[i].lock);
+    }
+    return n;
+}

@@ -56,5 +56,7 @@ json_object *registry_status(const char *name, uint64_t uid, long limit);
 /* The names of every room, as a JSON array. */
 json_object *registry_list(void);
 long registry_room_count(void);
+/* Members of every room known here (this server's, with Redis). */
+long registry_member_count(void);
 
 #endif

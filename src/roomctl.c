@@ -209,8 +209,14 @@ static int cmd_token(int argc, char **argv, const char *secret)
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--secret") && i + 1 < argc)
             secret = argv[++i];
-        else if (!strcmp(argv[i], "--exp") && i + 1 < argc)
-            exp = strtol(argv[++i], NULL, 10);
+        else if (!strcmp(argv[i], "--exp") && i + 1 < argc) {
+            char *end;
+            exp = strtol(argv[++i], &end, 10);
+            if (*end || end == argv[i] || exp <= 0) {
+                fprintf(stderr, "roomctl: --exp needs a positive number of seconds\n");
+                return EXIT_USAGE;
+            }
+        }
         else if (strchr(argv[i], '=')) {
             char *k = strdup(argv[i]), *eq = strchr(k, '=');
             *eq = '\0';
@@ -311,7 +317,7 @@ static bool route(int argc, char **argv, enum evhttp_cmd_type *method, char **pa
 
 int main(int argc, char **argv)
 {
-    const char *conf = NULL, *url = getenv("ROOMD_URL"), *key = getenv("ROOMD_ADMIN_KEY");
+    const char *conf = NULL, *url = NULL, *key = NULL;
     int i = 1;
     for (; i < argc && argv[i][0] == '-'; i++) {
         if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
@@ -342,12 +348,15 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[i], "token"))
         return cmd_token(argc - i - 1, argv + i + 1, settings.token_secret);
+    /* Precedence: --url/--key, then the config file, then the environment,
+     * then roomd's defaults. */
     snprintf(default_url, sizeof(default_url), "http://%s:%d", settings.admin_bind,
              settings.admin_port);
-    if (!url || conf)
-        url = url && !conf ? url : default_url;
-    if (!key || (conf && *settings.admin_key))
-        key = *settings.admin_key ? settings.admin_key : key;
+    if (!url)
+        url = conf || !getenv("ROOMD_URL") ? default_url : getenv("ROOMD_URL");
+    if (!key)
+        key = (conf && *settings.admin_key) || !getenv("ROOMD_ADMIN_KEY") ? settings.admin_key
+                                                                          : getenv("ROOMD_ADMIN_KEY");
 
     enum evhttp_cmd_type method;
     char *path = NULL;

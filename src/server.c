@@ -5,12 +5,16 @@
  * opens the listeners and then runs its own event loop for accepts, the
  * admin API and signals until SIGTERM/SIGINT or roomd_stop(). */
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <event2/event.h>
+#ifdef HAVE_SYSTEMD
+#include <systemd/sd-daemon.h>
+#endif
 #include <event2/thread.h>
 
 #include "acceptor.h"
@@ -40,37 +44,34 @@ static void usage(FILE *out)
     config_print_keys(out);
 }
 
-/* Apply the command line: -c FILE first, then every --key=value. */
-static int parse_args(int argc, char **argv)
+/* The command line, kept for SIGHUP: a reload reads the same file and
+ * applies the same overrides again. */
+static int saved_argc;
+static char **saved_argv;
+
+/* Build CFG from defaults, -c FILE, then every --key=value of ARGV.
+ * Returns 0, or -1 with the reason in ERR. */
+static int load_config(struct roomd_config *cfg, int argc, char **argv, char *err,
+                       size_t errlen)
 {
     const char *file = NULL;
-    char err[512];
+    config_init(cfg);
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            exit(0);
-        }
-        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
-            printf("roomd %s\n", PACKAGE_VERSION);
-            exit(0);
-        }
         if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
             if (++i == argc) {
-                fprintf(stderr, "roomd: %s needs a file name\n", argv[i - 1]);
+                snprintf(err, errlen, "%s needs a file name", argv[i - 1]);
                 return -1;
             }
             file = argv[i];
         } else if (!strncmp(argv[i], "--config=", 9)) {
             file = argv[i] + 9;
         } else if (strncmp(argv[i], "--", 2) != 0 || !strchr(argv[i], '=')) {
-            fprintf(stderr, "roomd: unexpected argument '%s' (see roomd --help)\n", argv[i]);
+            snprintf(err, errlen, "unexpected argument '%s' (see roomd --help)", argv[i]);
             return -1;
         }
     }
-    if (file && config_load_file(&settings, file, err, sizeof(err)) < 0) {
-        fprintf(stderr, "roomd: %s\n", err);
+    if (file && config_load_file(cfg, file, err, errlen) < 0)
         return -1;
-    }
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) {
             i++;
@@ -81,17 +82,36 @@ static int parse_args(int argc, char **argv)
         char *arg = strdup(argv[i] + 2);
         char *eq = strchr(arg, '=');
         *eq = '\0';
-        int rc = config_set(&settings, arg, eq + 1, err, sizeof(err));
+        int rc = config_set(cfg, arg, eq + 1, err, errlen);
         free(arg);
-        if (rc < 0) {
-            fprintf(stderr, "roomd: %s\n", err);
+        if (rc < 0)
             return -1;
-        }
     }
-    if (config_validate(&settings, err, sizeof(err)) < 0) {
+    return config_validate(cfg, err, errlen);
+}
+
+/* --help and --version answer at once; anything else configures. */
+static int parse_args(int argc, char **argv)
+{
+    char err[512];
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-V") || !strcmp(argv[i], "--version")) {
+            printf("roomd %s\n", PACKAGE_VERSION);
+            exit(0);
+        }
+        if (!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config"))
+            i++;
+    }
+    if (load_config(&settings, argc, argv, err, sizeof(err)) < 0) {
         fprintf(stderr, "roomd: %s\n", err);
         return -1;
     }
+    saved_argc = argc;
+    saved_argv = argv;
     return 0;
 }
 
@@ -131,10 +151,22 @@ static void write_pid_file(void)
     fclose(f);
 }
 
+/* Tell systemd (Type=notify) where we are; nothing without libsystemd or
+ * outside systemd (NOTIFY_SOCKET unset). */
+static void notify(const char *state)
+{
+#ifdef HAVE_SYSTEMD
+    sd_notify(0, state);
+#else
+    (void)state;
+#endif
+}
+
 /* The graceful stop: no new clients, every worker says goodbye to its
  * clients and ends, then the main loop ends. */
 static void stop_now(void)
 {
+    notify("STOPPING=1");
     acceptor_close_all();
     admin_stop();
     workers_stop();
@@ -159,21 +191,65 @@ void roomd_stop(void)
         event_base_once(main_base, -1, EV_TIMEOUT, on_stop_request, NULL, NULL);
 }
 
+/* The old configuration is freed once every worker has finished the
+ * loop turn in which it might have read it. */
+struct config_retire {
+    struct roomd_config *old;
+    atomic_int pending;
+};
+
+static void retire_on_worker(struct worker *w, void *arg)
+{
+    struct config_retire *r = arg;
+    if (atomic_fetch_sub(&r->pending, 1) == 1) {
+        config_release(r->old);
+        free(r);
+    }
+}
+
+/* SIGHUP: re-read the configuration the way start-up did and apply what can
+ * change live (limits, log level and file, welcome, announcements, starting
+ * rooms).  Keys that need a restart keep their running values. */
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    log_info("SIGHUP: nothing to reload in this version");
+    char err[512];
+    struct roomd_config *next = calloc(1, sizeof(*next));
+    struct config_retire *retire = calloc(1, sizeof(*retire));
+    if (!next || !retire || load_config(next, saved_argc, saved_argv, err, sizeof(err)) < 0) {
+        log_error("SIGHUP: configuration not reloaded: %s", next && retire ? err : "no memory");
+        if (next)
+            config_free(next);
+        free(next);
+        free(retire);
+        return;
+    }
+    notify("RELOADING=1");
+    config_keep_restart_keys(next, &settings);
+    struct roomd_config *old = config_swap(next);
+    log_set_level((enum log_level)log_level_parse(settings.log_level));
+    log_reopen(settings.log_file);
+    create_starting_rooms();
+    retire->old = old;
+    atomic_init(&retire->pending, nworkers);
+    for (int i = 0; i < nworkers; i++)
+        worker_call(&workers[i], retire_on_worker, retire);
+    log_info("SIGHUP: configuration reloaded");
+    notify("READY=1");
 }
 
 static bool initialized;
 
 int roomd_init(int argc, char **argv)
 {
-    config_init(&settings);
     if (parse_args(argc, argv) < 0) {
         config_free(&settings);
         return 2;
     }
     log_set_level((enum log_level)log_level_parse(settings.log_level));
+    if (log_reopen(settings.log_file) < 0) {
+        fprintf(stderr, "roomd: log_file %s: cannot open it\n", settings.log_file);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     /* Locking on for the main base only: workers hand it admin answers. */
     evthread_use_pthreads();
@@ -212,6 +288,7 @@ int roomd_run(void)
     log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
              settings.port, settings.websocket_port,
              *settings.admin_key ? settings.admin_port : 0, nworkers, settings.store);
+    notify("READY=1");
 
     event_base_dispatch(base);
 

@@ -200,7 +200,7 @@ struct redis_link {
     redisAsyncContext *ac;
     struct event *retry_ev;
     int backoff_ms;
-    bool up;
+    _Atomic bool up; /* read by the metrics of the admin thread */
     long in_flight;
     void (*on_up)(struct redis_link *link);
     void *owner; /* the worker, or NULL for the bus subscriber */

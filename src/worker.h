@@ -13,6 +13,8 @@
 
 #include <event2/event.h>
 
+#include "errors.h"
+
 struct conn;
 struct msg;
 struct worker;
@@ -77,6 +79,9 @@ struct worker {
     _Atomic uint64_t stat_requests;
     _Atomic uint64_t stat_delivered;
     _Atomic uint64_t stat_slow_dropped;
+    _Atomic uint64_t stat_bytes_out;
+    _Atomic uint64_t stat_connections; /* live, owned by this worker */
+    _Atomic uint64_t stat_errors[ERR__COUNT]; /* error replies by kind */
 };
 
 extern struct worker *workers;

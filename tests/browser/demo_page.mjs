@@ -1,0 +1,143 @@
+// demo_page.mjs -- roomd's demo page in a real browser: headless Chromium (Debian's
+// /usr/bin/chromium) driven by playwright-core. The page joins a room, says something a TCP
+// client hears, and shows what the TCP client says; a screenshot is saved.
+//
+// Run by test_demo_page.py, which starts the daemon and passes ROOMD_WS_PORT,
+// ROOMD_TCP_PORT and SCREENSHOT (where the PNG goes) in the environment.
+
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+import { chromium } from 'playwright-core';
+
+const WS_PORT = Number(process.env.ROOMD_WS_PORT);
+const TCP_PORT = Number(process.env.ROOMD_TCP_PORT);
+const SCREENSHOT = process.env.SCREENSHOT;
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT = 10000;
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/* A TCP line client that waits for matching JSON lines, each with a deadline. */
+class Tcp {
+  constructor() {
+    this.lines = [];
+    this.waiters = [];
+    this.buf = '';
+    this.count = 0;
+  }
+
+  connect() {
+    return new Promise((resolve, reject) => {
+      this.sock = net.connect(TCP_PORT, '127.0.0.1', resolve);
+      this.sock.once('error', reject);
+      this.sock.setEncoding('utf8');
+      this.sock.on('data', (d) => {
+        this.buf += d;
+        let i;
+        while ((i = this.buf.indexOf('\r\n')) >= 0) {
+          this.lines.push(JSON.parse(this.buf.slice(0, i)));
+          this.buf = this.buf.slice(i + 2);
+        }
+        this.waiters.splice(0).forEach((w) => w());
+      });
+    });
+  }
+
+  async expect(pred, what) {
+    const deadline = Date.now() + TIMEOUT;
+    for (;;) {
+      const i = this.lines.findIndex(pred);
+      if (i >= 0) return this.lines.splice(i, 1)[0];
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`TCP client: no ${what} within ${TIMEOUT} ms`);
+      await new Promise((r) => {
+        setTimeout(r, left);
+        this.waiters.push(r);
+      });
+    }
+  }
+
+  async request(line) {
+    this.sock.write(line + '\n');
+    const n = ++this.count;
+    const reply = await this.expect((m) => m.context === 'response' && m.messageCount === n, `reply to ${line}`);
+    assert.equal(reply.status, 'OK', `${line}: ${JSON.stringify(reply)}`);
+    return reply;
+  }
+}
+
+const profile = mkdtempSync(join(tmpdir(), 'roomd-chromium-'));
+const context = await chromium.launchPersistentContext(profile, {
+  executablePath: CHROMIUM,
+  headless: true,
+  args: ARGS,
+  viewport: { width: 1100, height: 700 },
+});
+const errors = [];
+try {
+  const tcp = new Tcp();
+  await tcp.connect();
+  const tcpId = (await tcp.request('detailsView')).data.id;
+  await tcp.request('roomChange lobby');
+
+  const page = context.pages()[0] || (await context.newPage());
+  page.setDefaultTimeout(TIMEOUT);
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  await page.goto(`http://127.0.0.1:${WS_PORT}/`);
+
+  // Connected and welcomed, in the default room.
+  await page.locator('#status', { hasText: 'online' }).waitFor();
+  await page.locator('#welcome', { hasText: 'Hello! Welcome to the roomd api' }).waitFor();
+  await page.locator('#current-room', { hasText: 'defaultRoom' }).waitFor();
+  await page.locator('#me', { hasText: 'you are ' }).waitFor();
+  const pageId = await page.locator('#me').getAttribute('title');
+  assert.match(pageId, /^[0-9a-f-]{36}$/);
+
+  // Join the TCP client's room: the TCP client hears the entry, the page lists both members.
+  await page.fill('#room-input', 'lobby');
+  await page.click('#join');
+  await page.locator('#current-room', { hasText: 'lobby' }).waitFor();
+  await tcp.expect((m) => m.message === 'I have entered the room' && m.from === pageId, "the page's entry");
+  await page.locator('#members-count', { hasText: '(2)' }).waitFor();
+  await page.locator('#members li.self').waitFor();
+
+  // The page says something; the TCP client hears it, from the page's connection.
+  await page.fill('#message', 'hello from chromium ✓');
+  await page.press('#message', 'Enter');
+  const heard = await tcp.expect((m) => m.message === 'hello from chromium ✓', "the page's say");
+  assert.equal(heard.room, 'lobby');
+  assert.equal(heard.from, pageId);
+  await page.locator('#log li.mine', { hasText: 'hello from chromium ✓' }).waitFor();
+
+  // The TCP client says something; the page shows it with its sender.
+  await tcp.request('say hello browser, from a TCP client');
+  const line = page.locator('#log li', { hasText: 'hello browser, from a TCP client' });
+  await line.waitFor();
+  assert.equal(await line.locator('.from').textContent(), tcpId.slice(0, 8));
+
+  // Listening to another room.
+  await page.fill('#listen-input', 'other');
+  await page.click('#listen');
+  await page.locator('#listening li', { hasText: 'other' }).waitFor();
+
+  // A second TCP client joins: shown as an announcement, and the member list grows.
+  const tcp2 = new Tcp();
+  await tcp2.connect();
+  await tcp2.request('roomChange lobby');
+  await page.locator('#log li.announce', { hasText: 'has entered the room lobby' }).waitFor();
+  await page.locator('#members-count', { hasText: '(3)' }).waitFor();
+
+  if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT });
+  assert.deepEqual(errors, [], 'errors in the page');
+  tcp.sock.destroy();
+  tcp2.sock.destroy();
+  console.log('demo page test passed' + (SCREENSHOT ? `; screenshot ${SCREENSHOT}` : ''));
+} finally {
+  await context.close();
+  rmSync(profile, { recursive: true, force: true });
+}
