@@ -28,9 +28,13 @@
 #include "verbs.h"
 #include "worker.h"
 
-/* Largest request body the API reads (a message or a pattern). */
+/* Largest request body the API reads (a message or a pattern).  evhttp
+ * enforces it before roomd sees the request, answering 413 itself (its own
+ * HTML page: libevent 2.1 has no hook for that answer), at once, unread. */
 #define ADMIN_MAX_BODY (1024 * 1024)
-#define ADMIN_MAX_SEGMENTS 4
+/* Seconds an admin HTTP connection may stay idle mid-request. */
+#define ADMIN_TIMEOUT_SEC 10
+#define ADMIN_MAX_SEGMENTS 8
 /* Request bodies nest no deeper than this. */
 #define ADMIN_JSON_DEPTH 32
 
@@ -117,13 +121,16 @@ static int split_path(const char *path, char **seg, int max)
         const char *end = strchr(p, '/');
         size_t len = end ? (size_t)(end - p) : strlen(p);
         if (n == max)
-            return -1;
+            return n + 1; /* longer than any route: not found */
         char *raw = strndup(p, len);
         size_t dlen;
         seg[n] = raw ? evhttp_uridecode(raw, 0, &dlen) : NULL;
         free(raw);
-        if (!seg[n] || strlen(seg[n]) != dlen)
-            return free(seg[n]), -1;
+        if (!seg[n] || strlen(seg[n]) != dlen) { /* bad %-encoding, or %00 */
+            for (int i = 0; i <= n; i++)
+                free(seg[i]);
+            return -1;
+        }
         n++;
         p += len;
         while (*p == '/')
@@ -154,13 +161,14 @@ static void room_create(struct evhttp_request *req)
     json_object *body = read_body(req), *v;
     if (!body)
         return;
-    const char *room = json_object_object_get_ex(body, "room", &v) &&
-                               json_object_is_type(v, json_type_string)
-                           ? json_object_get_string(v)
-                           : "";
-    if (!*room)
+    bool is_string = json_object_object_get_ex(body, "room", &v) &&
+                     json_object_is_type(v, json_type_string);
+    const char *room = is_string ? json_object_get_string(v) : "";
+    size_t len = is_string ? (size_t)json_object_get_string_len(v) : 0;
+    if (len == 0)
         send_error(req, 400, err_text(ERR_ROOM_REQUIRED));
-    else if (!verbs_room_name_valid(room, strlen(room), (size_t)settings.max_room_name))
+    else if (strlen(room) != len || /* a NUL inside */
+             !verbs_room_name_valid(room, len, (size_t)settings.max_room_name))
         send_error(req, 400, err_text(ERR_INVALID_ROOM_NAME));
     else
         send_json(req, 200, json1("created", json_object_new_int(store_room_add(room))));
@@ -318,6 +326,11 @@ static bool body_ok(struct evhttp_request *req, int op, json_object *body)
         send_error(req, 400, err_text(ERR_ROOM_REQUIRED));
         return false;
     }
+    if (op == API_OP_ADD &&
+        strlen(json_object_get_string(v)) != (size_t)json_object_get_string_len(v)) {
+        send_error(req, 400, err_text(ERR_INVALID_ROOM_NAME));
+        return false;
+    }
     return true;
 }
 
@@ -334,11 +347,18 @@ static void conn_call_start(struct evhttp_request *req, int op, const char *id)
             return;
         }
     }
+    /* The argument goes to another thread: it must share nothing with the
+     * body (json-c's reference counts are not for threads). */
     if (op == API_OP_MESSAGE) {
         json_object_object_get_ex(body, "message", &v);
-        arg = json_object_get(v);
+        if (json_object_deep_copy(v, &arg, NULL) != 0) {
+            send_error(req, 500, "out of memory");
+            json_object_put(body);
+            return;
+        }
     } else if (op == API_OP_ATTRIBUTES) {
-        arg = json_object_get(body);
+        arg = body;
+        body = NULL;
     } else if (op == API_OP_ADD) {
         json_object_object_get_ex(body, "room", &v);
         room = json_object_get_string(v);
@@ -487,8 +507,9 @@ static void on_request(struct evhttp_request *req, void *arg)
     const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
     char *seg[ADMIN_MAX_SEGMENTS] = {0};
     int n = path ? split_path(path, seg, ADMIN_MAX_SEGMENTS) : -1;
-    if (n == 1 && !strcmp(seg[0], "metrics") && cmd == EVHTTP_REQ_GET)
-        send_metrics(req);
+    if (n == 1 && !strcmp(seg[0], "metrics"))
+        cmd == EVHTTP_REQ_GET ? send_metrics(req)
+                              : send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else if (n < 2 || strcmp(seg[0], "api") != 0)
         send_error(req, n < 0 ? 400 : 404, err_text(n < 0 ? ERR_MALFORMED_PATH : ERR_NOT_FOUND));
     else if (!strcmp(seg[1], "rooms"))
@@ -500,7 +521,7 @@ static void on_request(struct evhttp_request *req, void *arg)
                               : send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     else
         send_error(req, 404, err_text(ERR_NOT_FOUND));
-    for (int i = 0; i < n; i++)
+    for (int i = 0; i < n && i < ADMIN_MAX_SEGMENTS; i++)
         free(seg[i]);
 }
 
@@ -512,6 +533,7 @@ int admin_start(struct event_base *base)
     if (!http)
         return -1;
     evhttp_set_max_body_size(http, ADMIN_MAX_BODY);
+    evhttp_set_timeout(http, ADMIN_TIMEOUT_SEC);
     evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
                                          EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH);
     evhttp_set_gencb(http, on_request, NULL);

@@ -244,6 +244,7 @@ static void run_conn_call(struct worker *w, void *arg)
         break;
     case OP_MESSAGE:
         conn_send_json(c, msg_chat_json(json_object_get(call->arg), NULL, NULL));
+        worker_count(c->worker, stat_delivered);
         call_done(call, ERR_NONE, json1("sent", json_object_new_boolean(1)));
         break;
     case OP_ATTRIBUTES:

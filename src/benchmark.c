@@ -31,6 +31,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -61,6 +62,11 @@
 #define STAMP_MAGIC "rb"
 /* Smallest payload that holds a full stamp. */
 #define MIN_PAYLOAD 40
+/* Default window: about this many deliveries in flight per publisher (enough
+ * for a server to batch, and ~90 MB of output at most), 1..WINDOW_MAX
+ * messages. */
+#define WINDOW_DELIVERIES 524288
+#define WINDOW_MAX 4096
 /* Events taken from epoll per call. */
 #define MAX_EVENTS 1024
 /* Latency histogram: values below 2^SUB_BITS ns are exact, above they keep
@@ -84,6 +90,7 @@ static struct options {
     const char *room;
     int subscribers;
     int publishers;
+    int stalled; /* extra members that never read */
     int payload;
     double duration;
     double warmup;
@@ -97,6 +104,7 @@ static struct options {
     bool idle_mode;
     long pid; /* server process to measure (CPU, RSS); 0: none */
     bool json;
+    bool busy_poll; /* never sleep in epoll_wait during the run */
 } opt = {
     .target = TARGET_ROOMD,
     .host = "127.0.0.1",
@@ -106,7 +114,7 @@ static struct options {
     .publishers = 1,
     .payload = 100,
     .duration = 5.0,
-    .warmup = 0.5,
+    .warmup = 1.0,
     .window = 0,
     .sources = 8,
     .connect_burst = 256,
@@ -207,7 +215,9 @@ static double hist_quantile_us(double q)
 
 /* ----------------------------------------------------------- connections */
 
-enum role { ROLE_SUB, ROLE_PUB };
+/* A stalled connection joins like a subscriber, then is never read again: a
+ * slow client, whose effect on everybody else the run shows. */
+enum role { ROLE_SUB, ROLE_PUB, ROLE_STALLED };
 enum cstate { CS_CONNECTING, CS_JOINING, CS_READY, CS_CLOSED };
 enum resp_kind { RESP_OTHER, RESP_MESSAGE, RESP_SUBSCRIBE };
 
@@ -240,7 +250,6 @@ static struct bconn *conns; /* subscribers, then publishers */
 static int nconns;
 static struct publisher *pubs;
 static int npubs;
-static int nrecipients;     /* connections that hear messages */
 static int recv_per_msg;    /* recipients of one message */
 static int recv_alive;      /* recipients of one message still connected */
 static uint32_t *next_seq;  /* [recipient][publisher]: next expected seq */
@@ -305,8 +314,8 @@ static void publisher_advance(struct publisher *p)
  * wait for it any more (they stay counted as expected, hence lost). */
 static void recipient_gone(struct bconn *c)
 {
-    if (c->role == ROLE_PUB && opt.target == TARGET_REDIS)
-        return; /* Redis publishers hear nothing */
+    if ((c->role == ROLE_PUB && opt.target == TARGET_REDIS) || c->role == ROLE_STALLED)
+        return; /* Redis publishers hear nothing; stalled ones are not counted */
     recv_alive--;
     for (int i = 0; i < npubs; i++) {
         struct publisher *p = &pubs[i];
@@ -427,6 +436,8 @@ static void conn_ready(struct bconn *c)
     c->state = CS_READY;
     st.ready++;
     st.pending--;
+    if (c->role == ROLE_STALLED) /* from now on, never read */
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
 }
 
 /* One line from roomd (JSON, "\r\n" already removed). */
@@ -754,7 +765,7 @@ static void send_hello(struct bconn *c)
     int n;
     if (opt.target == TARGET_ROOMD)
         n = snprintf(req, sizeof(req), "roomChange %s\n", opt.room);
-    else if (c->role == ROLE_SUB)
+    else if (c->role != ROLE_PUB)
         n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
                      strlen(opt.room), opt.room);
     else
@@ -959,7 +970,7 @@ static double run_load(struct proc_sample *s0, struct proc_sample *s1, double *c
             pump_rate(now);
         else
             pump_throughput(now);
-        poll_once(opt.rate > 0 ? 10 : 1);
+        poll_once(opt.busy_poll ? 0 : opt.rate > 0 ? 10 : 1);
         now = now_ns();
         if (st.published > 0 && now > st.last_progress &&
             now - st.last_progress > (uint64_t)(STALL_SEC * 1e9)) {
@@ -987,6 +998,20 @@ static double run_load(struct proc_sample *s0, struct proc_sample *s1, double *c
 }
 
 /* ------------------------------------------------------------- reports */
+
+/* How many stalled connections the server has closed (they are not read,
+ * so the FIN is seen with POLLRDHUP while data is still pending). */
+static int stalled_dropped(void)
+{
+    int n = 0;
+    for (int i = opt.subscribers + opt.publishers; i < nconns; i++) {
+        struct pollfd pfd = {.fd = conns[i].fd, .events = POLLRDHUP};
+        if (conns[i].state == CS_CLOSED ||
+            (poll(&pfd, 1, 0) == 1 && (pfd.revents & (POLLRDHUP | POLLHUP | POLLERR))))
+            n++;
+    }
+    return n;
+}
 
 static const char *target_name(void)
 {
@@ -1034,6 +1059,7 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
            p999 = hist_quantile_us(0.999), max = (double)hist_max / 1000.0;
     double server_cpu = after.cpu_s - before.cpu_s;
     double cpu_us = st.measured ? server_cpu * 1e6 / (double)st.measured : 0;
+    int dropped = stalled_dropped();
 
     fprintf(out,
             "roomd-benchmark: %s at %s:%d, room '%s', %d subscribers, %d publishers, "
@@ -1064,6 +1090,9 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
     fprintf(out, "  %-22s %llu%s%s\n", "errors", (unsigned long long)st.errors,
             st.first_error[0] ? ", first: " : "", st.first_error);
     fprintf(out, "  %-22s %llu\n", "closed by server", (unsigned long long)st.closed);
+    if (opt.stalled)
+        fprintf(out, "  %-22s %d, %d of them dropped by the server\n", "stalled members",
+                opt.stalled, dropped);
     if (before.ok && after.ok)
         fprintf(out, "  %-22s %.2f s (%.0f %% of one core), %.3f us per delivery\n",
                 "server CPU", server_cpu, measured_s > 0 ? 100 * server_cpu / measured_s : 0,
@@ -1077,14 +1106,15 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
                "\"expected\":%llu,\"delivered\":%llu,\"lost\":%llu,\"duplicates\":%llu,"
                "\"out_of_order\":%llu,\"errors\":%llu,\"closed\":%llu,\"late\":%llu,"
                "\"latency_us\":{\"p50\":%.1f,\"p99\":%.1f,\"p999\":%.1f,\"max\":%.1f,"
-               "\"samples\":%llu},\"client_cpu_s\":%.3f",
+               "\"samples\":%llu},\"stalled\":%d,\"stalled_dropped\":%d,"
+               "\"client_cpu_s\":%.3f",
                target_name(), mode_name(m), opt.subscribers, opt.publishers, opt.payload,
                opt.window, opt.rate, measured_s, (unsigned long long)st.published, msg_rate,
                rate, (unsigned long long)st.expected, (unsigned long long)st.delivered,
                (unsigned long long)lost, (unsigned long long)st.duplicates,
                (unsigned long long)st.out_of_order, (unsigned long long)st.errors,
                (unsigned long long)st.closed, (unsigned long long)st.late, p50, p99, p999, max,
-               (unsigned long long)hist_count, client_cpu);
+               (unsigned long long)hist_count, opt.stalled, dropped, client_cpu);
         if (before.ok && after.ok)
             printf(",\"server_cpu_s\":%.3f,\"server_cpu_us_per_delivery\":%.4f,"
                    "\"server_rss_kb\":%ld",
@@ -1112,16 +1142,21 @@ static void usage(FILE *out)
             "  -P, --publishers=P        publisher connections (default 1)\n"
             "  -b, --payload=BYTES       message size, %d..%d (default 100)\n"
             "  -d, --duration=SEC        measured time (default 5)\n"
-            "  -w, --warmup=SEC          load before measuring (default 0.5)\n"
+            "  -w, --warmup=SEC          load before measuring (default 1)\n"
             "  -R, --rate=N              offer N deliveries/s (messages/s = N / recipients\n"
             "                            of one message); default: as fast as possible\n"
-            "  -W, --window=N            messages in flight per publisher (default 64, or\n"
-            "                            4096 with --rate); one leaves the window once all\n"
-            "                            its recipients have it\n"
+            "  -W, --window=N            messages in flight per publisher; one leaves the\n"
+            "                            window once all its recipients have it (default:\n"
+            "                            %d / (recipients x P), 1..%d; %d with --rate)\n"
+            "      --stalled=N           N more members that join and then never read (slow\n"
+            "                            clients); not counted, the others should not notice\n"
             "  -i, --idle=SEC            idle mode: S connections join and stay SEC seconds\n"
             "                            (0: until SIGINT/SIGTERM); no publishers\n"
             "      --pid=PID             server process: report its CPU per delivery and\n"
             "                            (idle mode) RSS per connection from /proc\n"
+            "      --busy-poll           poll without sleeping while publishing (for a\n"
+            "                            dedicated CPU): the server then pays no wake-up\n"
+            "                            of a sleeping reader per write\n"
             "      --sources=N           spread connections to a 127.x server over\n"
             "                            127.0.0.1..N (default 8; ~28k ports each)\n"
             "      --connect-burst=N     connections being set up at once (default 256)\n"
@@ -1134,7 +1169,7 @@ static void usage(FILE *out)
             "\n"
             "Exit status: 0 when nothing was lost, duplicated or reordered and no\n"
             "error came back; 1 otherwise; 2 on a usage or setup error.\n",
-            MIN_PAYLOAD, MAX_PAYLOAD);
+            MIN_PAYLOAD, MAX_PAYLOAD, WINDOW_DELIVERIES, WINDOW_MAX, WINDOW_MAX);
 }
 
 static double parse_double(const char *name, const char *s, double min)
@@ -1159,7 +1194,7 @@ static long parse_long(const char *name, const char *s, long min, long max)
 
 static void parse_options(int argc, char **argv)
 {
-    enum { OPT_PID = 256, OPT_SOURCES, OPT_BURST, OPT_CTIMEOUT, OPT_DTIMEOUT, OPT_JSON, OPT_HELP };
+    enum { OPT_PID = 256, OPT_STALLED, OPT_BUSY, OPT_SOURCES, OPT_BURST, OPT_CTIMEOUT, OPT_DTIMEOUT, OPT_JSON, OPT_HELP };
     static const struct option longopts[] = {
         {"target", required_argument, NULL, 't'},
         {"host", required_argument, NULL, 'h'},
@@ -1174,6 +1209,8 @@ static void parse_options(int argc, char **argv)
         {"window", required_argument, NULL, 'W'},
         {"idle", required_argument, NULL, 'i'},
         {"pid", required_argument, NULL, OPT_PID},
+        {"stalled", required_argument, NULL, OPT_STALLED},
+        {"busy-poll", no_argument, NULL, OPT_BUSY},
         {"sources", required_argument, NULL, OPT_SOURCES},
         {"connect-burst", required_argument, NULL, OPT_BURST},
         {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
@@ -1230,6 +1267,12 @@ static void parse_options(int argc, char **argv)
         case OPT_PID:
             opt.pid = parse_long("pid", optarg, 1, 1L << 30);
             break;
+        case OPT_BUSY:
+            opt.busy_poll = true;
+            break;
+        case OPT_STALLED:
+            opt.stalled = (int)parse_long("stalled", optarg, 0, 10000000);
+            break;
         case OPT_SOURCES:
             opt.sources = (int)parse_long("sources", optarg, 1, 254);
             break;
@@ -1257,12 +1300,19 @@ static void parse_options(int argc, char **argv)
         die("unexpected argument '%s' (see --help)", argv[optind]);
     if (!opt.port)
         opt.port = opt.target == TARGET_ROOMD ? 5000 : 6379;
-    if (!opt.window)
-        opt.window = opt.rate > 0 ? 4096 : 64;
+    if (!opt.window) {
+        int recipients = opt.subscribers + (opt.target == TARGET_ROOMD ? opt.publishers - 1 : 0);
+        long w = opt.rate > 0 ? WINDOW_MAX
+                              : WINDOW_DELIVERIES / ((recipients > 0 ? recipients : 1) *
+                                                     (long)opt.publishers);
+        opt.window = (int)(w < 1 ? 1 : w > WINDOW_MAX ? WINDOW_MAX : w);
+    }
     if (strlen(opt.room) > 256 || !*opt.room || strpbrk(opt.room, "\r\n"))
         die("--room: 1..256 bytes without line breaks");
-    if (opt.idle_mode)
+    if (opt.idle_mode) {
         opt.publishers = 0;
+        opt.stalled = 0;
+    }
     else if (opt.subscribers == 0 && opt.publishers < 2)
         die("nobody would hear the messages: give --subscribers or --publishers >= 2");
 }
@@ -1292,7 +1342,7 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL); /* precise rate timer */
 
-    nconns = opt.subscribers + opt.publishers;
+    nconns = opt.subscribers + opt.publishers + opt.stalled;
     npubs = opt.publishers;
     raise_fd_limit(nconns);
     resolve_server();
@@ -1300,14 +1350,15 @@ int main(int argc, char **argv)
     pubs = xcalloc((size_t)npubs, sizeof(*pubs));
     for (int i = 0; i < nconns; i++) {
         conns[i].fd = -1;
-        conns[i].role = i < opt.subscribers ? ROLE_SUB : ROLE_PUB;
+        conns[i].role = i < opt.subscribers                   ? ROLE_SUB
+                        : i < opt.subscribers + opt.publishers ? ROLE_PUB
+                                                               : ROLE_STALLED;
         conns[i].recv_index = (uint32_t)i;
     }
     for (int i = 0; i < npubs; i++) {
         pubs[i].conn = &conns[opt.subscribers + i];
         pubs[i].remaining = xcalloc((size_t)opt.window, sizeof(uint32_t));
     }
-    nrecipients = opt.target == TARGET_ROOMD ? nconns : opt.subscribers;
     recv_per_msg = opt.target == TARGET_ROOMD ? opt.subscribers + npubs - 1 : opt.subscribers;
     recv_alive = recv_per_msg;
     next_seq = xcalloc((size_t)nconns * (size_t)(npubs ? npubs : 1), sizeof(uint32_t));

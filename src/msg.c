@@ -111,9 +111,13 @@ bool json_parse_strict(const char *text, size_t len, int max_depth, json_object 
         return false;
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT); /* RFC 8259, not json-c's dialect */
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
-    bool ok = json_tokener_get_error(tok) == json_tokener_success &&
-              tok->char_offset == (int)len && !raw_text_invalid(text, len) &&
-              !has_non_finite(obj, 0, max_depth);
+    bool whole = json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int)len;
+    if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
+        /* A bare number or literal ("3", "true") might go on: end the text. */
+        obj = json_tokener_parse_ex(tok, "", 1);
+        whole = json_tokener_get_error(tok) == json_tokener_success;
+    }
+    bool ok = whole && !raw_text_invalid(text, len) && !has_non_finite(obj, 0, max_depth);
     json_tokener_free(tok);
     if (!ok) {
         json_object_put(obj);

@@ -57,6 +57,7 @@ static void usage(FILE *out)
 struct http_result {
     int status; /* 0: no answer */
     json_object *body;
+    struct event_base *base;
 };
 
 static void on_response(struct evhttp_request *req, void *arg)
@@ -74,7 +75,7 @@ static void on_response(struct evhttp_request *req, void *arg)
             free(text);
         }
     }
-    event_base_loopexit(evhttp_connection_get_base(evhttp_request_get_connection(req)), NULL);
+    event_base_loopexit(r->base, NULL);
 }
 
 /* One request; the answer in *R.  Returns false when nothing answered. */
@@ -99,11 +100,15 @@ static bool http_call(const char *url, const char *key, enum evhttp_cmd_type met
     evhttp_add_header(h, "Authorization", auth);
     if (body) {
         const char *text = json_object_to_json_string_ext(body, ROOMD_JSON_FLAGS);
+        char clen[32]; /* libevent adds it for POST and PUT only, not PATCH */
+        snprintf(clen, sizeof(clen), "%zu", strlen(text));
         evhttp_add_header(h, "Content-Type", "application/json");
+        evhttp_add_header(h, "Content-Length", clen);
         evbuffer_add(evhttp_request_get_output_buffer(req), text, strlen(text));
     }
     r->status = 0;
     r->body = NULL;
+    r->base = base;
     if (evhttp_make_request(conn, req, method, path) == 0)
         event_base_dispatch(base);
     evhttp_connection_free(conn);
@@ -126,14 +131,9 @@ static char *path_with(const char *prefix, const char *name, const char *suffix)
 /* VALUE as JSON when it parses, else as a string. */
 static json_object *json_or_string(const char *value)
 {
-    struct json_tokener *tok = json_tokener_new();
-    json_object *v = json_tokener_parse_ex(tok, value, (int)strlen(value));
-    bool ok = json_tokener_get_error(tok) == json_tokener_success &&
-              tok->char_offset == (int)strlen(value);
-    json_tokener_free(tok);
-    if (ok)
+    json_object *v;
+    if (*value && json_parse_strict(value, strlen(value), 32, &v))
         return v;
-    json_object_put(v);
     return json_object_new_string(value);
 }
 
@@ -214,6 +214,7 @@ static int cmd_token(int argc, char **argv, const char *secret)
             exp = strtol(argv[++i], &end, 10);
             if (*end || end == argv[i] || exp <= 0) {
                 fprintf(stderr, "roomctl: --exp needs a positive number of seconds\n");
+                json_object_put(claims);
                 return EXIT_USAGE;
             }
         }
@@ -224,11 +225,13 @@ static int cmd_token(int argc, char **argv, const char *secret)
             free(k);
         } else {
             usage(stderr);
+            json_object_put(claims);
             return EXIT_USAGE;
         }
     }
     if (!secret || !*secret) {
         fprintf(stderr, "roomctl: no secret (--secret, or token_secret in the config)\n");
+        json_object_put(claims);
         return EXIT_USAGE;
     }
     json_object_object_add(claims, "iat", json_object_new_int64(time(NULL)));

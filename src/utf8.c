@@ -6,6 +6,8 @@
 
 bool utf8_valid(const char *str, size_t len)
 {
+    if (len == 0)
+        return true; /* str may be NULL */
     const unsigned char *s = (const unsigned char *)str, *end = s + len;
     while (s < end) {
         unsigned char c = *s;

@@ -140,7 +140,9 @@ class Server:
     READY_TIMEOUT = 10
     STOP_TIMEOUT = 5
 
-    def __init__(self, workers=2, config=None, extra_args=(), start=True, **options):
+    def __init__(self, workers=2, config=None, extra_args=(), start=True, ready_file=None,
+                 **options):
+        self.ready_file = ready_file  # roomd logs to this file (log_file), not stderr
         self.workers = workers
         self.config = config
         self.extra_args = list(extra_args)
@@ -201,6 +203,12 @@ class Server:
             while True:
                 if any("roomd ready" in line for line in self.stderr_lines):
                     return True
+                if self.ready_file and os.path.exists(self.ready_file):
+                    with open(self.ready_file) as f:
+                        if "roomd ready" in f.read():
+                            return True
+                    self._cond.wait(0.02)  # a file gives no wake-up: poll it
+                    continue
                 if self._stderr_done:
                     self.proc.wait()
                     return False

@@ -107,6 +107,14 @@ class RedisServer:
     def url(self):
         return "redis://127.0.0.1:%d" % self.port
 
+    @property
+    def socket(self):
+        return os.path.join(self.dir, "redis.sock")
+
+    @property
+    def socket_url(self):
+        return "redis://" + self.socket  # redis:///path/to/socket
+
     def start(self, port=None, timeout=10):
         """Start (on `port`, or the previous one, or a free one) and wait for PONG."""
         fixed = port or self.port
@@ -114,7 +122,8 @@ class RedisServer:
             self.port = fixed or free_port()
             self.proc = subprocess.Popen(
                 [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no", "--dir", self.dir, "--logfile", self.log],
+                 "--appendonly", "no", "--dir", self.dir, "--logfile", self.log,
+                 "--unixsocket", self.socket, "--unixsocketperm", "700"],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _live_processes.append(self.proc)
             deadline = time.monotonic() + timeout

@@ -532,8 +532,21 @@ class Token(RoomctlCase):
         _, claims = decode_token(self.token("--secret", SECRET, "role=x"))
         self.assertNotIn("exp", claims)
 
-    def test_expired(self):
-        # An exp claim in the past, given as a claim.
+    def test_expired_after_exp(self):
+        """--exp takes seconds from now; once they have passed the daemon says token expired."""
+        token = self.token("--secret", SECRET, "role=admin", "--exp", "1")
+        _, claims = decode_token(token)
+        c = self.client()
+        # Wait for the clock (not a fixed sleep): exp == now is already expired.
+        deadline = time.monotonic() + 5
+        while time.time() < claims["exp"]:
+            self.assertLess(time.monotonic(), deadline, "clock did not reach exp")
+            time.sleep(0.05)
+        self.assertError(c, "auth " + token, "token expired")
+        self.assertJson(c.details()["attributes"]["authenticated"], False)
+
+    def test_expired_claim(self):
+        # An exp claim in the past, given as a claim (VALUE is JSON, so a number).
         past = int(time.time()) - 120
         token = self.token("--secret", SECRET, "role=admin", "exp=%d" % past)
         _, claims = decode_token(token)
