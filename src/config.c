@@ -79,7 +79,7 @@ static const struct config_key config_keys[] = {
     {"log_level", KEY_STR, OFF(log_level), "info", 0, 0, "debug, info, warn or error", false},
     {"pid_file", KEY_STR, OFF(pid_file), "", 0, 0, "write the process id here", true},
     {"log_file", KEY_STR, OFF(log_file), "", 0, 0,
-     "append the log here (reopened on SIGHUP); empty: stderr", false},
+     "append the log here (reopened on SIGHUP); syslog: to syslog; empty: stderr", false},
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))

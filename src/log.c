@@ -4,9 +4,11 @@
  * write(2), so lines from different threads never interleave. */
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <syslog.h>
 #include <strings.h>
 #include <sys/time.h>
 #include <time.h>
@@ -16,6 +18,8 @@
 
 static _Atomic int log_threshold = LOG_LVL_INFO;
 static _Atomic int log_fd = STDERR_FILENO;
+/* log_file = syslog: lines go to syslog(3) with their level. */
+static _Atomic bool log_to_syslog;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 int log_level_parse(const char *name)
@@ -35,6 +39,12 @@ void log_set_level(enum log_level level)
 
 int log_reopen(const char *path)
 {
+    if (path && strcmp(path, "syslog") == 0) {
+        openlog("roomd", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        log_to_syslog = true;
+        return 0;
+    }
+    log_to_syslog = false;
     int fd = STDERR_FILENO;
     if (path && *path) {
         fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
@@ -51,6 +61,14 @@ void log_msg(enum log_level level, const char *fmt, ...)
 {
     if ((int)level < log_threshold)
         return;
+    if (log_to_syslog) {
+        static const int priorities[] = {LOG_DEBUG, LOG_INFO, LOG_WARNING, LOG_ERR};
+        va_list ap;
+        va_start(ap, fmt);
+        vsyslog(priorities[level], fmt, ap);
+        va_end(ap);
+        return;
+    }
     char line[1024];
     struct timeval tv;
     struct tm tm;
