@@ -42,6 +42,7 @@ struct conn {
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
+    int64_t room_joined_at; /* kept for the store's re-registration */
     struct listen_entry *listening;
     int nlistening;
 

@@ -59,6 +59,11 @@ static const char JOIN_ADD_LUA[] =
     "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end "
     "redis.call('HSET', KEYS[2], ARGV[2], ARGV[3]) "
     "redis.call('SADD', KEYS[3], ARGV[4]) return 1";
+/* A member written again after a reconnect: the room may not be back yet
+ * (a Redis that restarted empty is re-seeded from the bus link). */
+static const char MEMBER_SET_LUA[] =
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+    "redis.call('SADD', KEYS[2], ARGV[3]) return 1";
 static const char ROOM_ADD_LUA[] =
     "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end "
     "redis.call('DEL', KEYS[2], KEYS[3]) "
@@ -342,6 +347,24 @@ static void mirror_room(const char *room, const redisReply *pairs)
     json_object_put(pattern);
 }
 
+/* Write room NAME and its local pattern back into Redis. */
+static void reseed_room(const char *name)
+{
+    const char *sadd[] = {"SADD", key_rooms, name};
+    freeReplyObject(sync_cmd(3, sadd));
+    json_object *pattern = registry_pattern(name);
+    char key[1024];
+    room_key(key, sizeof(key), name, "pattern");
+    json_object_object_foreach(pattern, pkey, pval)
+    {
+        const char *hset[] = {"HSET", key, pkey,
+                              pval ? json_object_to_json_string_ext(pval, ROOMD_JSON_FLAGS)
+                                   : "null"};
+        freeReplyObject(sync_cmd(4, hset));
+    }
+    json_object_put(pattern);
+}
+
 /* Re-read every room and pattern: rooms Redis lacks are deleted locally. */
 static void mirror_sync(void)
 {
@@ -352,6 +375,17 @@ static void mirror_sync(void)
         return;
     }
     json_object *local = registry_list();
+    if (rooms->elements == 0 && json_object_array_length(local) > 0) {
+        /* Redis came back empty (restarted without persistence): what the
+         * servers remember is the best truth left, so put it back. */
+        log_warn("redis: no rooms in Redis; restoring the %zu rooms known here",
+                 json_object_array_length(local));
+        for (size_t i = 0; i < json_object_array_length(local); i++)
+            reseed_room(json_object_get_string(json_object_array_get_idx(local, i)));
+        json_object_put(local);
+        freeReplyObject(rooms);
+        return;
+    }
     for (size_t i = 0; i < json_object_array_length(local); i++) {
         const char *name = json_object_get_string(json_object_array_get_idx(local, i));
         bool found = false;
@@ -587,10 +621,18 @@ static void bus_dispatch(const char *b, size_t len)
         goto out;
     uint64_t uid = 0;
     if (!strcmp(type, "chat")) {
+        /* The connection to leave out may be ours (an admin broadcast "from"
+         * it, made on another server). */
+        char *skip_id = strndup(f[3], flen[3]);
+        int worker;
+        uint64_t skip = 0;
+        if (!skip_id || !*skip_id || !conn_lookup(skip_id, &worker, &skip))
+            skip = 0;
+        free(skip_id);
         if (registry_lookup(room, &uid)) {
             struct msg *m = msg_new_text(f[4], flen[4]);
             if (m) {
-                worker_fanout(NULL, room, uid, m, 0);
+                worker_fanout(NULL, room, uid, m, skip);
                 msg_unref(m);
             }
         }
@@ -938,15 +980,68 @@ static bool redis_available(const struct worker *w)
     return link_ready(worker_link(w));
 }
 
+/* Entries of this server's member set that no connection of worker W holds
+ * any more (its leave was lost while Redis was away, or Redis came back
+ * from an old snapshot) are removed, from the set and from their room. */
+static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct worker *w = priv;
+    redisReply *r = reply;
+    link_done(ac);
+    for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
+        const char *e = r->element[i]->str, *nl = strchr(e, '\n');
+        if (!nl)
+            continue;
+        char *id = strndup(e, (size_t)(nl - e));
+        const char *room = nl + 1;
+        int owner;
+        uint64_t serial;
+        bool stale = !id || !conn_lookup(id, &owner, &serial);
+        if (!stale && owner != w->index) {
+            free(id);
+            continue; /* another worker's: it reconciles its own */
+        }
+        if (!stale) {
+            struct conn *c = worker_find_conn(w, serial);
+            stale = !c || !c->room || strcmp(c->room, room) != 0;
+        }
+        if (stale && id) {
+            char members[1024];
+            const char *hdel[] = {"HDEL", room_key(members, sizeof(members), room, "members"),
+                                  id};
+            const char *srem[] = {"SREM", key_self_members, e};
+            size_t hl[] = {4, strlen(members), strlen(id)};
+            size_t sl[] = {4, strlen(key_self_members), r->element[i]->len};
+            link_argv(w->store_state, NULL, NULL, 3, hdel, hl);
+            link_argv(w->store_state, NULL, NULL, 3, srem, sl);
+        }
+        free(id);
+    }
+}
+
 /* A worker's link is (back) up: its members are written again, so Redis
- * has them even if it restarted empty or a reaper removed them. */
+ * has them even if it restarted empty or a reaper removed them, and what
+ * it remembers of members that left meanwhile is removed. */
 static void on_worker_up(struct redis_link *link)
 {
     struct worker *w = link->owner;
+    const char *smembers[] = {"SMEMBERS", key_self_members};
+    size_t sl[] = {8, strlen(key_self_members)};
+    link_argv(link, on_self_members, w, 2, smembers, sl);
     for (struct conn *c = w->conns; c; c = c->hh.next) {
         if (c->dead || !c->room || !store_room_alive(c->room, c->room_uid))
             continue;
-        send_member_add(w, c->room, c->id, c->connected_at, NULL, NULL);
+        char members[1024], entry[1024];
+        room_key(members, sizeof(members), c->room, "members");
+        snprintf(entry, sizeof(entry), "%s\n%s", c->id, c->room);
+        char *value = member_json(c->id, c->room_joined_at);
+        const char *argv[] = {"EVAL", MEMBER_SET_LUA, "2", members, key_self_members,
+                              c->id, value ? value : "{}", entry};
+        size_t lens[8];
+        for (int i = 0; i < 8; i++)
+            lens[i] = strlen(argv[i]);
+        link_argv(link, NULL, NULL, 8, argv, lens);
+        free(value);
     }
 }
 

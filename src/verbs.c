@@ -171,6 +171,7 @@ static void joined(const struct store_result *res, void *ctx)
     leave_room(c);
     c->room = p->room;
     c->room_uid = res->uid;
+    c->room_joined_at = res->joined_at;
     p->room = NULL;
     worker_subscribe(c->worker, c->room, c->room_uid, c, SUB_MEMBER);
     announce(c, c->room, c->room_uid, TEXT_ENTERED); /* before anything it says next */
