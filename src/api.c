@@ -34,15 +34,6 @@ const char *roomd_conn_id(const roomd_conn *c)
     return c->id;
 }
 
-bool api_attribute_read_only(const char *key)
-{
-    static const char *const ro[] = {"id", "type", "remoteIP", "remotePort", "connectedAt"};
-    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
-        if (!strcmp(key, ro[i]))
-            return true;
-    return false;
-}
-
 /* Bodies and values from the server side nest no deeper than this. */
 #define API_JSON_DEPTH 32
 
@@ -55,18 +46,19 @@ static bool parse_json_value(const char *text, json_object **out)
 int roomd_conn_set_attribute(roomd_conn *c, const char *key, const char *json_value)
 {
     json_object *v;
-    if (api_attribute_read_only(key) || !parse_json_value(json_value, &v))
+    if (conn_attribute_read_only(key) || !parse_json_value(json_value, &v))
         return -1;
-    json_object_object_add(c->attributes, key, v);
-    return 0;
+    return conn_set_attribute(c, key, v);
 }
 
 char *roomd_conn_attribute(const roomd_conn *c, const char *key)
 {
-    json_object *v;
-    if (!json_object_object_get_ex(c->attributes, key, &v))
-        return NULL;
-    return strdup(v ? json_object_to_json_string_ext(v, ROOMD_JSON_FLAGS) : "null");
+    json_object *attrs = conn_attributes(c), *v;
+    char *text = json_object_object_get_ex(attrs, key, &v)
+                     ? strdup(v ? json_object_to_json_string_ext(v, ROOMD_JSON_FLAGS) : "null")
+                     : NULL;
+    json_object_put(attrs);
+    return text;
 }
 
 /* ------------------------------------------------------------- rooms */
@@ -210,19 +202,14 @@ static void set_attributes(struct conn_call *call, struct conn *c)
     json_object_object_foreach(call->arg, key, value)
     {
         (void)value;
-        if (api_attribute_read_only(key)) {
+        if (conn_attribute_read_only(key)) {
             call_done(call, ERR_ATTRIBUTE_READ_ONLY, NULL);
             return;
         }
     }
     json_object_object_foreach(call->arg, k2, v2)
-    {
-        if (v2 == NULL)
-            json_object_object_del(c->attributes, k2);
-        else
-            json_object_object_add(c->attributes, k2, json_object_get(v2));
-    }
-    call_done(call, ERR_NONE, json1("attributes", json_object_get(c->attributes)));
+        conn_set_attribute(c, k2, json_object_get(v2));
+    call_done(call, ERR_NONE, json1("attributes", conn_attributes(c)));
 }
 
 static void member_added(enum roomd_err err, bool added, void *ctx)

@@ -12,8 +12,6 @@
 /* The hooks roomd_set_hooks() installed (all NULL by default). */
 extern struct roomd_hooks api_hooks;
 
-/* id, type, remoteIP, remotePort, connectedAt: nobody may change them. */
-bool api_attribute_read_only(const char *key);
 /* roomStatus data as JSON (a missing room: 0 members). */
 json_object *api_room_status(const char *room);
 /* roomd_socket_room_broadcast with MESSAGE already parsed (consumed). */

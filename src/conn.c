@@ -173,19 +173,34 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ----------------------------------------------------------- lifetime */
 
-static json_object *initial_attributes(const struct conn *c, const struct sockaddr *addr)
+/* The peer's address as text and its port. */
+static int peer_address(const struct conn *c, char *ip, size_t len)
 {
-    char ip[INET6_ADDRSTRLEN] = "";
-    int port = 0;
-    if (addr->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)addr;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
-        port = ntohs(in->sin_port);
-    } else if (addr->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)addr;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
-        port = ntohs(in6->sin6_port);
+    ip[0] = '\0';
+    if (c->peer.sa.sa_family == AF_INET) {
+        inet_ntop(AF_INET, &c->peer.in.sin_addr, ip, (socklen_t)len);
+        return ntohs(c->peer.in.sin_port);
     }
+    if (c->peer.sa.sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &c->peer.in6.sin6_addr, ip, (socklen_t)len);
+        return ntohs(c->peer.in6.sin6_port);
+    }
+    return 0;
+}
+
+bool conn_attribute_read_only(const char *key)
+{
+    static const char *const ro[] = {"id", "type", "remoteIP", "remotePort", "connectedAt"};
+    for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
+        if (!strcmp(key, ro[i]))
+            return true;
+    return false;
+}
+
+json_object *conn_attributes(const struct conn *c)
+{
+    char ip[INET6_ADDRSTRLEN];
+    int port = peer_address(c, ip, sizeof(ip));
     json_object *a = json_object_new_object();
     json_object_object_add(a, "id", json_object_new_string(c->id));
     json_object_object_add(
@@ -195,7 +210,29 @@ static json_object *initial_attributes(const struct conn *c, const struct sockad
     json_object_object_add(a, "remotePort", json_object_new_int(port));
     json_object_object_add(a, "connectedAt", json_object_new_int64(c->connected_at));
     json_object_object_add(a, "authenticated", json_object_new_boolean(0));
+    if (c->attrs_set) {
+        json_object_object_foreach(c->attrs_set, key, value)
+            json_object_object_add(a, key, json_object_get(value));
+    }
     return a;
+}
+
+int conn_set_attribute(struct conn *c, const char *key, json_object *value)
+{
+    if (conn_attribute_read_only(key)) {
+        json_object_put(value);
+        return -1;
+    }
+    if (!c->attrs_set && !(c->attrs_set = json_object_new_object())) {
+        json_object_put(value);
+        return -1;
+    }
+    if (value == NULL && strcmp(key, "authenticated") != 0)
+        json_object_object_del(c->attrs_set, key);
+    else /* authenticated always exists: deleting it sets it back to false */
+        json_object_object_add(c->attrs_set, key,
+                               value ? value : json_object_new_boolean(0));
+    return 0;
 }
 
 struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
@@ -218,8 +255,9 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     c->transport = t;
     c->proto = proto_for(t);
     c->connected_at = now_ms();
-    c->attributes = initial_attributes(c, addr);
-    c->params = json_object_new_object();
+    if ((size_t)addrlen <= sizeof(c->peer))
+        memcpy(&c->peer, addr, (size_t)addrlen);
+    c->params = NULL; /* made by the first paramAdd: most clients never set one */
     c->say_tokens = settings.say_burst > 0 ? (double)settings.say_burst : 1.0; /* full */
     c->say_refill_at = monotonic_ms();
     HASH_ADD(hh, w->conns, serial, sizeof(c->serial), c);
@@ -310,9 +348,9 @@ void conn_abort(struct conn *c, const char *why)
     if (c->dead)
         return;
     if (why) {
-        log_warn("closing connection %s (%s:%d): %s", c->id,
-                 json_object_get_string(json_object_object_get(c->attributes, "remoteIP")),
-                 json_object_get_int(json_object_object_get(c->attributes, "remotePort")), why);
+        char ip[INET6_ADDRSTRLEN];
+        int port = peer_address(c, ip, sizeof(ip));
+        log_warn("closing connection %s (%s:%d): %s", c->id, ip, port, why);
         if (c->session && strcmp(why, "output buffer limit exceeded") == 0) {
             worker_count(c->worker, stat_slow_dropped);
             /* Best effort: the goodbye goes after what is pending. */
@@ -354,7 +392,7 @@ void conn_reap(struct conn *c)
     if (c->proto->on_free)
         c->proto->on_free(c);
     bufferevent_free(c->bev);
-    json_object_put(c->attributes);
+    json_object_put(c->attrs_set);
     json_object_put(c->params);
     free(c->room);
     for (int i = 0; i < c->nlistening; i++)
@@ -411,19 +449,20 @@ bool conn_say_allowed(struct conn *c)
 
 json_object *conn_details(const struct conn *c)
 {
-    json_object *o = json_object_new_object();
+    json_object *attrs = conn_attributes(c), *o = json_object_new_object();
     static const char *const builtins[] = {"id", "type", "remoteIP", "remotePort",
                                            "connectedAt"};
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
         json_object_object_add(o, builtins[i],
-                               json_object_get(json_object_object_get(c->attributes, builtins[i])));
+                               json_object_get(json_object_object_get(attrs, builtins[i])));
     json_object_object_add(o, "room", c->room ? json_object_new_string(c->room) : NULL);
     json_object *rooms = json_object_new_array();
     for (int i = 0; i < c->nlistening; i++)
         json_object_array_add(rooms, json_object_new_string(c->listening[i].room));
     json_object_object_add(o, "listeningRooms", rooms);
-    json_object_object_add(o, "params", json_object_get(c->params));
-    json_object_object_add(o, "attributes", json_object_get(c->attributes));
+    json_object_object_add(o, "params",
+                           c->params ? json_object_get(c->params) : json_object_new_object());
+    json_object_object_add(o, "attributes", attrs);
     return o;
 }
 

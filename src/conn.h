@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <netinet/in.h>
 
 #include <event2/bufferevent.h>
 #include <json-c/json.h>
@@ -37,8 +38,17 @@ struct conn {
     enum transport transport;
     int64_t connected_at;
 
-    json_object *attributes; /* built-ins and server-set ones */
-    json_object *params;     /* client-set, never used for auth */
+    /* Attributes: the built-ins live in plain fields (id, transport,
+     * connected_at, peer); the others -- authenticated included -- in
+     * attrs_set, made when the first one is set.  An idle connection then
+     * costs no JSON at all (conn_attributes builds the whole object). */
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } peer;
+    json_object *attrs_set; /* NULL: none set (authenticated is false) */
+    json_object *params;    /* client-set, never used for auth; NULL: none */
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
@@ -108,6 +118,13 @@ void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err);
 bool conn_say_allowed(struct conn *c);
 /* detailsView data. */
 json_object *conn_details(const struct conn *c);
+/* Every attribute, the built-ins included, as a new JSON object. */
+json_object *conn_attributes(const struct conn *c);
+/* Set attribute KEY to VALUE (consumed; NULL deletes it).  Returns -1 for
+ * a read-only built-in (id, type, remoteIP, remotePort, connectedAt). */
+int conn_set_attribute(struct conn *c, const char *key, json_object *value);
+/* Whether KEY is one of the read-only built-ins. */
+bool conn_attribute_read_only(const char *key);
 
 /* The listening list. */
 int conn_listen_find(const struct conn *c, const char *room);

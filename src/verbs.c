@@ -28,6 +28,7 @@ struct pending {
     bool welcome; /* the default-room join of a new session */
     verbs_member_cb member_cb; /* addMember from the server side */
     void *member_ctx;
+    json_object *attrs; /* the attributes the store checks the pattern with */
 };
 
 static struct pending *pending_new(struct conn *c, uint64_t count, const char *room, size_t len)
@@ -47,6 +48,7 @@ static struct pending *pending_new(struct conn *c, uint64_t count, const char *r
 
 static void pending_free(struct pending *p)
 {
+    json_object_put(p->attrs);
     conn_release(p->c);
     free(p->room);
     free(p);
@@ -200,7 +202,7 @@ void verbs_session_start(struct conn *c)
     }
     p->welcome = true;
     conn_pause_input(c);
-    store_join(c->worker, room, c->id, c->attributes, joined, p);
+    store_join(c->worker, room, c->id, p->attrs = conn_attributes(c), joined, p);
 }
 
 static void verb_room_change(struct conn *c, uint64_t count, const struct request *req)
@@ -222,7 +224,7 @@ static void verb_room_change(struct conn *c, uint64_t count, const struct reques
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         return;
     }
-    store_join(c->worker, p->room, c->id, c->attributes, joined, p);
+    store_join(c->worker, p->room, c->id, p->attrs = conn_attributes(c), joined, p);
 }
 
 void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb,
@@ -252,7 +254,8 @@ void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member
     }
     p->member_cb = cb;
     p->member_ctx = ctx;
-    store_join(c->worker, p->room, c->id, force ? NULL : c->attributes, joined, p);
+    store_join(c->worker, p->room, c->id, force ? NULL : (p->attrs = conn_attributes(c)), joined,
+               p);
 }
 
 bool verbs_remove_member(struct conn *c)
@@ -341,7 +344,7 @@ static void verb_listen(struct conn *c, uint64_t count, const struct request *re
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         return;
     }
-    store_check_listen(c->worker, p->room, c->attributes, listened, p);
+    store_check_listen(c->worker, p->room, p->attrs = conn_attributes(c), listened, p);
 }
 
 static void verb_silence(struct conn *c, uint64_t count, const struct request *req)
@@ -419,8 +422,10 @@ static void verb_param_add(struct conn *c, uint64_t count, const struct request 
         conn_reply_err(c, count, ERR_KEY_REQUIRED);
         return;
     }
-    if (!json_object_object_get_ex(c->params, key, NULL) &&
-        json_object_object_length(c->params) >= settings.max_params) {
+    if (!c->params && !(c->params = json_object_new_object())) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+    } else if (!json_object_object_get_ex(c->params, key, NULL) &&
+               json_object_object_length(c->params) >= settings.max_params) {
         conn_reply_err(c, count, ERR_TOO_MANY_PARAMS);
     } else {
         json_object_object_add(c->params, key, json_object_new_string(value));
@@ -447,7 +452,8 @@ static void verb_param_delete(struct conn *c, uint64_t count, const struct reque
     const char *key = key_arg(c, count, req);
     if (!key)
         return;
-    json_object_object_del(c->params, key);
+    if (c->params)
+        json_object_object_del(c->params, key);
     conn_reply_ok(c, count, NULL, true);
 }
 
@@ -457,7 +463,7 @@ static void verb_param_view(struct conn *c, uint64_t count, const struct request
     if (!key)
         return;
     json_object *v;
-    if (json_object_object_get_ex(c->params, key, &v))
+    if (c->params && json_object_object_get_ex(c->params, key, &v))
         conn_reply_ok(c, count, json_object_get(v), true);
     else
         conn_reply_ok(c, count, NULL, false);
@@ -465,13 +471,14 @@ static void verb_param_view(struct conn *c, uint64_t count, const struct request
 
 static void verb_params_view(struct conn *c, uint64_t count, const struct request *req)
 {
-    conn_reply_ok(c, count, json_object_get(c->params), true);
+    conn_reply_ok(c, count, c->params ? json_object_get(c->params) : json_object_new_object(),
+                  true);
 }
 
 static void verb_params_delete(struct conn *c, uint64_t count, const struct request *req)
 {
     json_object_put(c->params);
-    c->params = json_object_new_object();
+    c->params = NULL;
     conn_reply_ok(c, count, NULL, true);
 }
 
@@ -503,14 +510,14 @@ static void verb_auth(struct conn *c, uint64_t count, const struct request *req)
         conn_reply_err(c, count, err);
         return;
     }
-    json_object_object_add(c->attributes, "authenticated", json_object_new_boolean(1));
+    conn_set_attribute(c, "authenticated", json_object_new_boolean(1));
     json_object_object_foreach(claims, name, value)
     {
         if (!claim_ignored(name))
-            json_object_object_add(c->attributes, name, json_object_get(value));
+            conn_set_attribute(c, name, json_object_get(value));
     }
     json_object_put(claims);
-    conn_reply_ok(c, count, json_object_get(c->attributes), true);
+    conn_reply_ok(c, count, conn_attributes(c), true);
 }
 
 static void verb_quit(struct conn *c, uint64_t count, const struct request *req)
