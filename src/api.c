@@ -173,8 +173,6 @@ static void call_free(struct conn_call *call)
     free(call);
 }
 
-static struct conn_call *call_new(enum conn_op op, roomd_result_cb cb, void *ud);
-
 /* Answer with RESULT (consumed) or ERR, then free the call. */
 static void call_done(struct conn_call *call, enum roomd_err err, json_object *result)
 {
@@ -273,34 +271,6 @@ static void conn_call_post(const char *conn_id, struct conn_call *call)
     call_done(call, ERR_CONN_NOT_FOUND, NULL);
 }
 
-/* A call routed here from another server: run it as our own. */
-void api_conn_call_text(const char *conn_id, int op, const char *arg_json, const char *room,
-                        bool force, roomd_result_cb cb, void *ud)
-{
-    json_object *arg = NULL;
-    if (arg_json && !parse_json_value(arg_json, &arg)) {
-        cb(err_text(ERR_INVALID_REQUEST), NULL, ud);
-        return;
-    }
-    struct conn_call *call = call_new((enum conn_op)op, cb, ud);
-    if (!call) {
-        json_object_put(arg);
-        return;
-    }
-    call->arg = arg;
-    call->force = force;
-    if (room && !(call->room = strdup(room))) {
-        call_done(call, ERR_STORE_UNAVAILABLE, NULL);
-        return;
-    }
-    int worker;
-    if (!conn_lookup(conn_id, &worker, &call->serial)) {
-        call_done(call, ERR_CONN_NOT_FOUND, NULL);
-        return;
-    }
-    worker_call(&workers[worker], run_conn_call, call);
-}
-
 static struct conn_call *call_new(enum conn_op op, roomd_result_cb cb, void *ud)
 {
     struct conn_call *call = calloc(1, sizeof(*call));
@@ -314,21 +284,51 @@ static struct conn_call *call_new(enum conn_op op, roomd_result_cb cb, void *ud)
     return call;
 }
 
-void api_conn_call(const char *conn_id, int op, json_object *arg, const char *room, bool force,
-                   roomd_result_cb cb, void *ud)
+/* A call with its argument (consumed) and room; NULL after answering when
+ * it could not be made. */
+static struct conn_call *call_make(int op, json_object *arg, const char *room, bool force,
+                                   roomd_result_cb cb, void *ud)
 {
     struct conn_call *call = call_new((enum conn_op)op, cb, ud);
     if (!call) {
         json_object_put(arg);
-        return;
+        return NULL;
     }
     call->arg = arg;
     call->force = force;
     if (room && !(call->room = strdup(room))) {
         call_done(call, ERR_STORE_UNAVAILABLE, NULL);
+        return NULL;
+    }
+    return call;
+}
+
+/* A call routed here from another server: run it as our own. */
+void api_conn_call_text(const char *conn_id, int op, const char *arg_json, const char *room,
+                        bool force, roomd_result_cb cb, void *ud)
+{
+    json_object *arg = NULL;
+    if (arg_json && !parse_json_value(arg_json, &arg)) {
+        cb(err_text(ERR_INVALID_REQUEST), NULL, ud);
         return;
     }
-    conn_call_post(conn_id, call);
+    struct conn_call *call = call_make(op, arg, room, force, cb, ud);
+    int worker;
+    if (!call)
+        return;
+    if (!conn_lookup(conn_id, &worker, &call->serial)) {
+        call_done(call, ERR_CONN_NOT_FOUND, NULL);
+        return;
+    }
+    worker_call(&workers[worker], run_conn_call, call);
+}
+
+void api_conn_call(const char *conn_id, int op, json_object *arg, const char *room, bool force,
+                   roomd_result_cb cb, void *ud)
+{
+    struct conn_call *call = call_make(op, arg, room, force, cb, ud);
+    if (call)
+        conn_call_post(conn_id, call);
 }
 
 void roomd_add_member(const char *conn_id, const char *room, bool force, roomd_result_cb cb,

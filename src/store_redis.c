@@ -1061,13 +1061,15 @@ static void redis_worker_stop(struct worker *w)
 
 static bool redis_room_exists(const char *room);
 
-static int redis_room_add(const char *room)
+/* Run ROOM_ADD_LUA or ROOM_DEL_LUA for ROOM, announcing TYPE on the bus;
+ * the script's 1 or 0, or -1 when Redis could not be asked. */
+static int room_script(const char *script, const char *type, const char *room)
 {
     char pattern[1024], members[1024];
     size_t blen;
-    char *b = bus_message("created", room, NULL, "", 0, &blen);
+    char *b = bus_message(type, room, NULL, "", 0, &blen);
     const char *argv[] = {"EVAL",
-                          ROOM_ADD_LUA,
+                          script,
                           "4",
                           key_rooms,
                           room_key(pattern, sizeof(pattern), room, "pattern"),
@@ -1077,8 +1079,14 @@ static int redis_room_add(const char *room)
                           b ? b : ""};
     redisReply *r = sync_cmd(9, argv);
     free(b);
-    int created = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    int result = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
+    return result;
+}
+
+static int redis_room_add(const char *room)
+{
+    int created = room_script(ROOM_ADD_LUA, "created", room);
     if (created == 1)
         mirror_room(room, NULL); /* new: no pattern */
     else if (created == 0)
@@ -1088,22 +1096,7 @@ static int redis_room_add(const char *room)
 
 static bool redis_room_del(const char *room)
 {
-    char pattern[1024], members[1024];
-    size_t blen;
-    char *b = bus_message("deleted", room, NULL, "", 0, &blen);
-    const char *argv[] = {"EVAL",
-                          ROOM_DEL_LUA,
-                          "4",
-                          key_rooms,
-                          room_key(pattern, sizeof(pattern), room, "pattern"),
-                          room_key(members, sizeof(members), room, "members"),
-                          key_bus,
-                          room,
-                          b ? b : ""};
-    redisReply *r = sync_cmd(9, argv);
-    free(b);
-    bool deleted = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
-    freeReplyObject(r);
+    bool deleted = room_script(ROOM_DEL_LUA, "deleted", room) == 1;
     if (deleted)
         store_local_room_deleted(room);
     return deleted;
