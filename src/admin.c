@@ -228,7 +228,7 @@ static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, c
 {
     if (n == 2) {
         if (cmd == EVHTTP_REQ_GET)
-            send_json(req, 200, json1("rooms", registry_list()));
+            send_json(req, 200, json1("rooms", store_room_list()));
         else if (cmd == EVHTTP_REQ_POST)
             room_create(req);
         else

@@ -60,8 +60,10 @@
 /* The stamp's magic prefix; a chat line whose text starts otherwise (an
  * announcement, a notice) is not ours and is ignored. */
 #define STAMP_MAGIC "rb"
-/* Smallest payload that holds a full stamp. */
+/* Smallest payload that holds a stamp (one with huge numbers runs over; the
+ * payload is then the stamp alone); the longest possible stamp. */
 #define MIN_PAYLOAD 40
+#define STAMP_MAX 64
 /* Default window: about this many deliveries in flight per publisher (enough
  * for a server to batch, and ~90 MB of output at most), 1..WINDOW_MAX
  * messages. */
@@ -385,7 +387,7 @@ static bool parse_hex(const char **s, const char *end, uint64_t *out)
  * into DST; returns the payload length. */
 static size_t stamp_write(char *dst, int pub, uint64_t seq, uint64_t ns)
 {
-    int n = snprintf(dst, MIN_PAYLOAD + 1, STAMP_MAGIC "%x.%llx.%llx.", (unsigned)pub,
+    int n = snprintf(dst, STAMP_MAX, STAMP_MAGIC "%x.%llx.%llx.", (unsigned)pub,
                      (unsigned long long)seq, (unsigned long long)ns);
     size_t len = (size_t)n;
     if (len < (size_t)opt.payload) {
@@ -629,7 +631,7 @@ static void out_add(struct publisher *p, const char *bytes, size_t len)
 /* Queue one message from publisher P stamped with time NS. */
 static void publish_one(struct publisher *p, uint64_t ns)
 {
-    char payload[MAX_PAYLOAD + MIN_PAYLOAD];
+    char payload[MAX_PAYLOAD + STAMP_MAX];
     int index = (int)(p - pubs);
     uint64_t seq = p->sent;
     size_t len = stamp_write(payload, index, seq, ns);

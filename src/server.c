@@ -263,6 +263,17 @@ int roomd_init(int argc, char **argv)
     return 0;
 }
 
+/* Every listener is open and the store works: say so (the line scripts
+ * and tests wait for) and tell systemd. */
+static void announce_ready(void)
+{
+    write_pid_file();
+    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
+             settings.port, settings.websocket_port,
+             *settings.admin_key ? settings.admin_port : 0, nworkers, settings.store);
+    notify("READY=1");
+}
+
 int roomd_run(void)
 {
     struct event_base *base = main_base;
@@ -284,11 +295,7 @@ int roomd_run(void)
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
-    write_pid_file();
-    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
-             settings.port, settings.websocket_port,
-             *settings.admin_key ? settings.admin_port : 0, nworkers, settings.store);
-    notify("READY=1");
+    store_when_ready(announce_ready);
 
     event_base_dispatch(base);
 

@@ -95,3 +95,16 @@ bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, co
     return store->route_conn_call &&
            store->route_conn_call(conn_id, op, arg_json, room, force, cb, ud);
 }
+
+json_object *store_room_list(void)
+{
+    return store->room_list();
+}
+
+void store_when_ready(void (*fn)(void))
+{
+    if (store->when_ready)
+        store->when_ready(fn);
+    else
+        fn();
+}

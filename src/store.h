@@ -55,10 +55,14 @@ struct store_ops {
     bool (*room_exists)(const char *room);
     enum roomd_err (*room_set_pattern)(const char *room, json_object *pattern);
     json_object *(*room_status)(const char *room, long limit);
+    json_object *(*room_list)(void);
     /* Send an operation on a connection this server does not have to the
      * server that has it; false when there is no such routing (NULL). */
     bool (*route_conn_call)(const char *conn_id, int op, const char *arg_json,
                             const char *room, bool force, roomd_result_cb cb, void *ud);
+    /* Call FN (on the main thread) once the store is fully working; NULL:
+     * at once. */
+    void (*when_ready)(void (*fn)(void));
     /* Whether W's operations can reach the store now; NULL: always. */
     bool (*available)(const struct worker *w);
 };
@@ -84,6 +88,9 @@ void store_room_view(struct worker *w, const char *room, uint64_t uid, long limi
 /* Room NAME was deleted: drop it from the registry; its local members and
  * listeners hear "this room has been deleted" (both stores use it). */
 void store_local_room_deleted(const char *room);
+/* Run FN on the main thread once the store is fully working (Redis: the
+ * bus subscription is confirmed); at once for the memory store. */
+void store_when_ready(void (*fn)(void));
 /* Route a connection operation to another server (see store_ops). */
 bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, const char *room,
                            bool force, roomd_result_cb cb, void *ud);
@@ -104,5 +111,7 @@ bool store_room_exists(const char *room);
 enum roomd_err store_room_set_pattern(const char *room, json_object *pattern);
 /* roomStatus data (members of every server); a missing room: 0 members. */
 json_object *store_room_status(const char *room, long limit);
+/* The names of every room (of every server), as a JSON array. */
+json_object *store_room_list(void);
 
 #endif

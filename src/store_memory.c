@@ -121,4 +121,5 @@ const struct store_ops store_memory_ops = {
     .room_exists = memory_room_exists,
     .room_set_pattern = memory_room_set_pattern,
     .room_status = memory_room_status,
+    .room_list = registry_list,
 };

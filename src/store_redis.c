@@ -64,6 +64,14 @@ static const char JOIN_ADD_LUA[] =
 static const char MEMBER_SET_LUA[] =
     "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
     "redis.call('SADD', KEYS[2], ARGV[3]) return 1";
+/* Put rooms back into an empty Redis, all or none: ARGV is the key prefix
+ * then, per room, its name, its pattern's pair count and the pairs. */
+static const char RESEED_LUA[] =
+    "if redis.call('SCARD', KEYS[1]) > 0 then return 0 end "
+    "local i = 2 while i <= #ARGV do local room = ARGV[i] local n = tonumber(ARGV[i+1]) "
+    "redis.call('SADD', KEYS[1], room) "
+    "for j = 0, n - 1 do redis.call('HSET', ARGV[1] .. 'room:' .. room .. ':pattern', "
+    "ARGV[i+2+2*j], ARGV[i+3+2*j]) end i = i + 2 + 2 * n end return 1";
 static const char ROOM_ADD_LUA[] =
     "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end "
     "redis.call('DEL', KEYS[2], KEYS[3]) "
@@ -347,22 +355,56 @@ static void mirror_room(const char *room, const redisReply *pairs)
     json_object_put(pattern);
 }
 
-/* Write room NAME and its local pattern back into Redis. */
-static void reseed_room(const char *name)
+/* Write the rooms of LOCAL (names) and their patterns back into an empty
+ * Redis in one script, so a server reading meanwhile sees all or none.
+ * Returns whether this server did it (0: another one was first). */
+static bool reseed_rooms(json_object *local)
 {
-    const char *sadd[] = {"SADD", key_rooms, name};
-    freeReplyObject(sync_cmd(3, sadd));
-    json_object *pattern = registry_pattern(name);
-    char key[1024];
-    room_key(key, sizeof(key), name, "pattern");
-    json_object_object_foreach(pattern, pkey, pval)
-    {
-        const char *hset[] = {"HSET", key, pkey,
-                              pval ? json_object_to_json_string_ext(pval, ROOMD_JSON_FLAGS)
-                                   : "null"};
-        freeReplyObject(sync_cmd(4, hset));
+    size_t nrooms = json_object_array_length(local), argc = 4, cap = 4 + 2 * nrooms;
+    json_object **patterns = calloc(nrooms + 1, sizeof(*patterns));
+    for (size_t i = 0; patterns && i < nrooms; i++) {
+        patterns[i] = registry_pattern(json_object_get_string(json_object_array_get_idx(local, i)));
+        cap += 2 * (size_t)(patterns[i] ? json_object_object_length(patterns[i]) : 0);
     }
-    json_object_put(pattern);
+    const char **argv = calloc(cap, sizeof(*argv));
+    char **owned = calloc(cap, sizeof(*owned)); /* counts and value texts */
+    int did = -1;
+    if (!patterns || !argv || !owned)
+        goto out;
+    argv[0] = "EVAL";
+    argv[1] = RESEED_LUA;
+    argv[2] = "1";
+    argv[3] = key_rooms;
+    argv[argc++] = settings.redis_prefix;
+    for (size_t i = 0; i < nrooms; i++) {
+        argv[argc++] = json_object_get_string(json_object_array_get_idx(local, i));
+        int n = patterns[i] ? json_object_object_length(patterns[i]) : 0;
+        char count[16];
+        snprintf(count, sizeof(count), "%d", n);
+        argv[argc] = owned[argc] = strdup(count);
+        argc++;
+        if (!n)
+            continue;
+        json_object_object_foreach(patterns[i], key, value)
+        {
+            argv[argc++] = key;
+            argv[argc] = owned[argc] = strdup(
+                value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS) : "null");
+            argc++;
+        }
+    }
+    redisReply *r = sync_cmd((int)argc, argv);
+    did = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
+    freeReplyObject(r);
+out:
+    for (size_t i = 0; owned && i < argc; i++)
+        free(owned[i]);
+    for (size_t i = 0; patterns && i < nrooms; i++)
+        json_object_put(patterns[i]);
+    free(owned);
+    free(argv);
+    free(patterns);
+    return did == 1;
 }
 
 /* Re-read every room and pattern: rooms Redis lacks are deleted locally. */
@@ -378,12 +420,17 @@ static void mirror_sync(void)
     if (rooms->elements == 0 && json_object_array_length(local) > 0) {
         /* Redis came back empty (restarted without persistence): what the
          * servers remember is the best truth left, so put it back. */
-        log_warn("redis: no rooms in Redis; restoring the %zu rooms known here",
-                 json_object_array_length(local));
-        for (size_t i = 0; i < json_object_array_length(local); i++)
-            reseed_room(json_object_get_string(json_object_array_get_idx(local, i)));
+        if (reseed_rooms(local)) {
+            log_warn("redis: no rooms in Redis; restored the %zu rooms known here",
+                     json_object_array_length(local));
+            json_object_put(local);
+            freeReplyObject(rooms);
+            return;
+        }
+        /* Another server was first: read what it restored. */
         json_object_put(local);
         freeReplyObject(rooms);
+        mirror_sync();
         return;
     }
     for (size_t i = 0; i < json_object_array_length(local); i++) {
@@ -660,20 +707,45 @@ out:
     free(type);
 }
 
+/* Called once the first subscription is confirmed (roomd's "ready"). */
+static void (*when_subscribed)(void);
+
+/* The subscription is active: from now on no bus event is missed, so this
+ * is when the mirror is re-read (not before: an event published between a
+ * read and the subscription would be lost). */
+static void on_bus_subscribed(void)
+{
+    bus_up_since = now_ms();
+    mirror_sync();
+    if (when_subscribed) {
+        void (*fn)(void) = when_subscribed;
+        when_subscribed = NULL;
+        fn();
+    }
+}
+
 static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
         return;
-    if (r->element[0]->type == REDIS_REPLY_STRING && !strcmp(r->element[0]->str, "message"))
+    if (!strcmp(r->element[0]->str, "message"))
         bus_dispatch(r->element[2]->str, r->element[2]->len);
+    else if (!strcmp(r->element[0]->str, "subscribe"))
+        on_bus_subscribed();
 }
 
 static void on_bus_up(struct redis_link *link)
 {
     redisAsyncCommand(link->ac, on_bus_message, NULL, "SUBSCRIBE %s", key_bus);
-    bus_up_since = now_ms();
-    mirror_sync(); /* events may have been missed while it was down */
+}
+
+/* roomd is ready once the bus subscription works: a room created on another
+ * server right after "roomd ready" is then known here. */
+static void redis_when_ready(void (*fn)(void))
+{
+    when_subscribed = fn;
 }
 
 /* ------------------------------------------------ heartbeat and reaper */
@@ -1178,6 +1250,21 @@ out:
     return err;
 }
 
+static json_object *redis_room_list(void)
+{
+    const char *argv[] = {"SMEMBERS", key_rooms};
+    redisReply *r = sync_cmd(2, argv);
+    if (!r || r->type != REDIS_REPLY_ARRAY) {
+        freeReplyObject(r);
+        return registry_list(); /* Redis away: what this server knows */
+    }
+    json_object *a = json_object_new_array();
+    for (size_t i = 0; i < r->elements; i++)
+        json_object_array_add(a, json_object_new_string(r->element[i]->str));
+    freeReplyObject(r);
+    return a;
+}
+
 static json_object *redis_room_status(const char *room, long limit)
 {
     if (!redis_room_exists(room))
@@ -1279,6 +1366,8 @@ const struct store_ops store_redis_ops = {
     .room_exists = redis_room_exists,
     .room_set_pattern = redis_room_set_pattern,
     .room_status = redis_room_status,
+    .room_list = redis_room_list,
     .route_conn_call = redis_route_conn_call,
+    .when_ready = redis_when_ready,
     .available = redis_available,
 };

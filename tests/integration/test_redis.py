@@ -64,7 +64,17 @@ class CrossServer(RedisTestCase):
                 self.assertChat(o.expect_raw(chat(text)), text, "lobby", sender.id, before)
         for c in (x, y, z):
             c.assert_silent(0.3, match=chat(sender=c.id))  # never hears itself
-            c.assert_silent(0, match=lambda m: m.get("context") == "user")  # nothing extra
+        # Nothing extra -- but an entry announcement still on its way over the bus when the
+        # next client joined on another server may reach it too (decision: tolerated, once).
+        order = [x.id, y.id, z.id]
+        for c in (x, y, z):
+            earlier = set(order[:order.index(c.id)])
+            extra = [raw for raw, m in c.backlog if m.get("context") == "user"
+                     and not (m.get("message") == ENTERED and m.get("from") in earlier)]
+            self.assertEqual(extra, [])
+            late = [m["from"] for _, m in c.backlog if m.get("message") == ENTERED]
+            self.assertEqual(len(late), len(set(late)), "an announcement twice: %r" % late)
+            c.backlog.clear()
 
         # Leaving is announced on the other servers too.
         self.assertOK(y, "roomLeave", True)
@@ -597,7 +607,12 @@ class RedisOutage(RedisTestCase):
         self.assertChat(x.expect_raw(chat("after too")), "after too", "r", y.id)
         # The rooms are there for everyone: joinable from either server.
         for s in (a, b):
-            self.assertEqual(sorted(s.admin_ok("GET", "/api/rooms")["rooms"]), ["other", "r"])
+            rooms = sorted(s.admin_ok("GET", "/api/rooms")["rooms"])
+            if rooms != ["other", "r"]:
+                self.fail("GET /api/rooms on %s: %r, want ['other', 'r']; Redis has %r; its log:"
+                          "\n%s" % (s.options["server_id"], rooms,
+                                    sorted(self.redis.command("SMEMBERS", self.prefix + "rooms")),
+                                    "\n".join(l for l in s.stderr_lines if "redis:" in l)))
         self.assertOK(late, "roomChange r", True)
         x.expect(chat(ENTERED, "r", late.id))
         y.expect(chat(ENTERED, "r", late.id))
