@@ -191,12 +191,16 @@ static redisReply *sync_argv(int argc, const char **argv, const size_t *lens)
 
 static redisReply *sync_cmd(int argc, const char **argv)
 {
-    size_t lens[16];
+    size_t small[16], *lens = argc <= 16 ? small : malloc((size_t)argc * sizeof(*lens));
+    if (!lens)
+        return NULL;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     pthread_mutex_lock(&sync_lock);
     redisReply *r = sync_argv(argc, argv, lens);
     pthread_mutex_unlock(&sync_lock);
+    if (lens != small)
+        free(lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
         log_warn("redis: %s", r->str);
         freeReplyObject(r);
@@ -360,7 +364,7 @@ static void mirror_room(const char *room, const redisReply *pairs)
  * Returns whether this server did it (0: another one was first). */
 static bool reseed_rooms(json_object *local)
 {
-    size_t nrooms = json_object_array_length(local), argc = 4, cap = 4 + 2 * nrooms;
+    size_t nrooms = json_object_array_length(local), argc = 4, cap = 5 + 2 * nrooms;
     json_object **patterns = calloc(nrooms + 1, sizeof(*patterns));
     for (size_t i = 0; patterns && i < nrooms; i++) {
         patterns[i] = registry_pattern(json_object_get_string(json_object_array_get_idx(local, i)));
