@@ -207,9 +207,10 @@ int config_load_file(struct roomd_config *cfg, const char *path, char *err, size
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char line[4096];
+    char *line = NULL; /* getline: a long line stays one line */
+    size_t cap = 0;
     int lineno = 0, rc = 0;
-    while (fgets(line, sizeof(line), f)) {
+    while (getline(&line, &cap, f) >= 0) {
         lineno++;
         char *s = trim(line);
         if (*s == '\0' || *s == '#')
@@ -234,6 +235,7 @@ int config_load_file(struct roomd_config *cfg, const char *path, char *err, size
             break;
         }
     }
+    free(line);
     fclose(f);
     return rc;
 }
