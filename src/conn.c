@@ -1,16 +1,26 @@
 /* conn.c -- a connection's life: creation, output, limits, closing.
  *
- * Output goes into the bufferevent's evbuffer; libevent writes it as the
- * socket allows.  A client whose pending output passes output_limit is not
- * reading and is dropped at once (Redis' client-output-buffer-limit), so a
- * stalled reader costs at most output_limit bytes and slows nobody else. */
+ * Output is written by this file, not by the bufferevent (which only reads):
+ * a producer queues bytes and puts the connection on its worker's pending
+ * list; once per loop turn the worker's flush event writes each pending
+ * connection with one sendmsg (Redis' handleClientsWithPendingWrites).  A
+ * fan-out of K messages to a connection in one turn is then one system
+ * call, and EV_WRITE is armed only when the socket is full, so the common
+ * case costs no epoll_ctl at all.  A client whose pending output passes
+ * output_limit is not reading and is dropped at once (Redis'
+ * client-output-buffer-limit), so a stalled reader costs at most
+ * output_limit bytes and slows nobody else. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -24,6 +34,11 @@
 #include "proto.h"
 #include "registry.h"
 #include "verbs.h"
+
+/* What a delivery touches (struct conn's first fields) fits one cache line. */
+#define CACHE_LINE 64
+_Static_assert(offsetof(struct conn, fd) + sizeof(evutil_socket_t) <= CACHE_LINE,
+               "the delivery fields of struct conn fit one cache line");
 
 /* How long a closing connection may take to accept its goodbye. */
 #define CLOSE_DRAIN_TIMEOUT_SEC 2
@@ -124,12 +139,265 @@ static void schedule_reap(struct conn *c)
     event_active(c->worker->reap_ev, 0, 0);
 }
 
-/* Pending output past the limit means the client is not reading. */
-static void check_output_limit(struct conn *c)
+/* ------------------------------------------------------------- output */
+
+/* The output queue: a ring of references to messages, in the order they
+ * were queued.  A shared message (a chat line for a room) is the same
+ * struct msg for every recipient, so queueing it costs one reference and
+ * 16 bytes here; the flush writes straight from its bytes.  The ring is
+ * allocated when something is queued and freed when it drains, so an idle
+ * connection holds none. */
+struct out_entry {
+    struct msg *msg;   /* one reference, dropped once written */
+    uint32_t wire_len; /* header + body bytes on the wire */
+    bool raw;          /* sent as it is (m->len bytes), not framed */
+};
+
+struct conn_out {
+    uint32_t head, count, cap; /* cap: a power of two */
+    size_t offset;             /* bytes of the head entry already written */
+    struct out_entry e[];
+};
+
+/* A fresh ring's entries: a reply or a few chat lines between two writes
+ * is the common case; the ring doubles when it fills. */
+#define OUT_QUEUE_INITIAL 8
+/* The largest entry: wire_len is 32 bits; messages are far smaller
+ * (max_line and the static files bound them). */
+#define OUT_ENTRY_MAX UINT32_MAX
+/* Buffers per writev: libevent's own choice (NUM_WRITE_IOVEC), well under
+ * IOV_MAX; 128 chat lines are ~16 KB, about what a socket takes at once. */
+#define CONN_WRITE_IOV 128
+
+static void pending_unlink(struct conn *c)
 {
-    size_t pending = evbuffer_get_length(bufferevent_get_output(c->bev));
-    if ((long)pending > settings.output_limit)
+    if (!c->pending_prev)
+        return;
+    *c->pending_prev = c->pending_next;
+    if (c->pending_next)
+        c->pending_next->pending_prev = c->pending_prev;
+    c->pending_next = NULL;
+    c->pending_prev = NULL;
+}
+
+/* Put C on its worker's pending list, where the flush event at the end of
+ * this loop turn finds it.  A connection waiting for its socket to take
+ * more (write_waiting) is written by write_ev instead and stays off. */
+static void output_added(struct conn *c)
+{
+    if (c->pending_prev || c->write_waiting)
+        return;
+    struct worker *w = c->worker;
+    if (!w->out_pending)
+        event_active(w->flush_ev, 0, 0);
+    c->pending_next = w->out_pending;
+    if (w->out_pending)
+        w->out_pending->pending_prev = &c->pending_next;
+    c->pending_prev = &w->out_pending;
+    w->out_pending = c;
+}
+
+/* Append M (whose reference the queue takes) to C's output.  RAW bytes go
+ * out as they are; others are framed by the transport. */
+static void out_push(struct conn *c, struct msg *m, bool raw)
+{
+    uint8_t header[CONN_FRAME_HEADER_MAX];
+    size_t body = m->len;
+    size_t wire = raw ? body : c->proto->frame(m, header, &body) + body;
+    struct conn_out *q = c->out;
+    if (wire > OUT_ENTRY_MAX || c->dead)
+        goto drop;
+    if (!q || q->count == q->cap) {
+        uint32_t cap = q ? q->cap * 2 : OUT_QUEUE_INITIAL;
+        struct conn_out *grown = malloc(sizeof(*grown) + cap * sizeof(grown->e[0]));
+        if (!grown) {
+            conn_abort(c, "out of memory");
+            goto drop;
+        }
+        grown->head = 0;
+        grown->count = 0;
+        grown->cap = cap;
+        grown->offset = 0;
+        if (q) { /* unwrap the ring into the new one */
+            for (uint32_t i = 0; i < q->count; i++)
+                grown->e[i] = q->e[(q->head + i) & (q->cap - 1)];
+            grown->count = q->count;
+            grown->offset = q->offset;
+            free(q);
+        }
+        c->out = q = grown;
+    }
+    q->e[(q->head + q->count) & (q->cap - 1)] =
+        (struct out_entry){.msg = m, .wire_len = (uint32_t)wire, .raw = raw};
+    q->count++;
+    c->out_bytes += wire;
+    output_added(c);
+    return;
+drop:
+    msg_unref(m);
+}
+
+/* Drop everything queued (the connection is going away unwritten). */
+static void out_discard(struct conn *c)
+{
+    struct conn_out *q = c->out;
+    if (!q)
+        return;
+    for (uint32_t i = 0; i < q->count; i++)
+        msg_unref(q->e[(q->head + i) & (q->cap - 1)].msg);
+    free(q);
+    c->out = NULL;
+    c->out_bytes = 0;
+}
+
+/* N bytes were written: unref the messages that are out, keep the offset
+ * into a partly written one, free the ring once empty. */
+static void out_consume(struct conn *c, size_t n)
+{
+    struct conn_out *q = c->out;
+    c->out_bytes -= n;
+    while (n > 0) {
+        struct out_entry *e = &q->e[q->head];
+        size_t left = e->wire_len - q->offset;
+        if (n < left) {
+            q->offset += n;
+            return;
+        }
+        n -= left;
+        msg_unref(e->msg);
+        q->head = (q->head + 1) & (q->cap - 1);
+        q->count--;
+        q->offset = 0;
+    }
+    if (q->count == 0) {
+        free(q);
+        c->out = NULL;
+    }
+}
+
+/* Point IOV at the next entries of C's queue, the transport's headers
+ * built into HEADERS; returns the number of buffers and sets *BYTES. */
+static int out_iov(const struct conn *c, struct iovec *iov,
+                   uint8_t (*headers)[CONN_FRAME_HEADER_MAX], size_t *bytes)
+{
+    const struct conn_out *q = c->out;
+    size_t skip = q->offset, total = 0;
+    int n = 0;
+    for (uint32_t i = 0; i < q->count && n + 2 <= CONN_WRITE_IOV; i++) {
+        const struct out_entry *e = &q->e[(q->head + i) & (q->cap - 1)];
+        size_t header_len = 0, body_len = e->msg->len;
+        if (!e->raw)
+            header_len = c->proto->frame(e->msg, headers[i], &body_len);
+        if (skip < header_len) {
+            iov[n++] = (struct iovec){headers[i] + skip, header_len - skip};
+            skip = 0;
+        } else
+            skip -= header_len;
+        iov[n++] = (struct iovec){e->msg->data + skip, body_len - skip};
+        skip = 0;
+    }
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    *bytes = total;
+    return n;
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+/* The socket is full: wait for EV_WRITE.  A closing connection gets
+ * CLOSE_DRAIN_TIMEOUT_SEC without progress before it is dropped. */
+static void write_wait(struct conn *c)
+{
+    if (!c->write_ev) {
+        c->write_ev = event_new(c->worker->base, c->fd, EV_WRITE | EV_PERSIST, on_writable, c);
+        if (!c->write_ev) {
+            conn_abort(c, "out of memory");
+            return;
+        }
+    }
+    struct timeval drain = {CLOSE_DRAIN_TIMEOUT_SEC, 0};
+    event_add(c->write_ev, c->closing ? &drain : NULL);
+    c->write_waiting = true;
+}
+
+static void write_unwait(struct conn *c)
+{
+    if (!c->write_waiting)
+        return;
+    event_del(c->write_ev);
+    c->write_waiting = false;
+}
+
+/* Write what C has queued, as much as the socket takes now, CONN_WRITE_IOV
+ * buffers per call.  A short write means the socket is full: the rest
+ * waits for EV_WRITE (armed only then).  A closing connection that drained
+ * is reaped.  MSG_NOSIGNAL: a peer gone is an error here, not a signal. */
+static void conn_flush(struct conn *c)
+{
+    struct iovec iov[CONN_WRITE_IOV];
+    uint8_t headers[CONN_WRITE_IOV][CONN_FRAME_HEADER_MAX];
+    while (c->out) {
+        size_t want;
+        struct msghdr mh = {.msg_iov = iov};
+        mh.msg_iovlen = (size_t)out_iov(c, iov, headers, &want);
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            break;
+        if (n < 0) {
+            conn_abort(c, NULL); /* the peer is gone */
+            return;
+        }
+        out_consume(c, (size_t)n);
+        if ((size_t)n < want)
+            break;
+    }
+    if (c->out) {
+        if (!c->write_waiting)
+            write_wait(c);
+        return;
+    }
+    write_unwait(c);
+    if (c->closing)
+        schedule_reap(c);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    if (what & EV_TIMEOUT)
+        conn_abort(c, "output not drained in time");
+    else
+        conn_flush(c);
+}
+
+void conn_flush_pending(struct worker *w)
+{
+    struct conn *c;
+    while ((c = w->out_pending)) {
+        pending_unlink(c);
+        if (!c->dead)
+            conn_flush(c);
+    }
+}
+
+void conn_check_output_limit(struct conn *c)
+{
+    if (!c->dead && (long)c->out_bytes > settings.output_limit)
         conn_abort(c, "output buffer limit exceeded");
+}
+
+void conn_send_raw(struct conn *c, const void *data, size_t len)
+{
+    if (c->dead || len == 0)
+        return;
+    struct msg *m = msg_new_text(data, len);
+    if (!m) {
+        conn_abort(c, "out of memory");
+        return;
+    }
+    out_push(c, m, true);
 }
 
 /* --------------------------------------------------------- callbacks */
@@ -153,22 +421,13 @@ void conn_resume_input(struct conn *c)
         c->proto->on_read(c);
 }
 
-static void on_drained(struct bufferevent *bev, void *arg)
-{
-    struct conn *c = arg;
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        schedule_reap(c);
-}
-
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         conn_abort(c, NULL);
-    else if ((what & BEV_EVENT_TIMEOUT) && (what & BEV_EVENT_READING) && !c->closing)
+    else if ((what & BEV_EVENT_TIMEOUT) && !c->closing)
         conn_close(c, "idle timeout");
-    else if (what & BEV_EVENT_TIMEOUT)
-        conn_abort(c, "output not drained in time");
 }
 
 /* ----------------------------------------------------------- lifetime */
@@ -247,6 +506,7 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         goto fail;
+    c->fd = fd;
     c->serial = atomic_fetch_add(&next_serial, 1);
     uuid_t uu;
     uuid_generate_random(uu);
@@ -270,7 +530,8 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
         struct timeval idle = {settings.idle_timeout, 0};
         bufferevent_set_timeouts(c->bev, &idle, NULL);
     }
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    bufferevent_disable(c->bev, EV_WRITE); /* output: conn_flush() */
+    bufferevent_enable(c->bev, EV_READ);
     if (c->proto->on_open)
         c->proto->on_open(c);
     return c;
@@ -285,25 +546,36 @@ fail:
     return NULL;
 }
 
+/* Queue OBJ's text as a private message, framed like any other, so a
+ * reply keeps its place among the shared messages. */
+static void send_json_text(struct conn *c, json_object *obj)
+{
+    if (c->dead || (c->proto->may_send && !c->proto->may_send(c)))
+        return;
+    size_t len;
+    const char *text = json_object_to_json_string_length(obj, ROOMD_JSON_FLAGS, &len);
+    struct msg *m = msg_new_text(text, len);
+    if (!m) {
+        conn_abort(c, "out of memory");
+        return;
+    }
+    out_push(c, m, false);
+}
+
 void conn_send_json(struct conn *c, json_object *obj)
 {
-    if (!c->dead) {
-        size_t len;
-        const char *text = json_object_to_json_string_length(obj, ROOMD_JSON_FLAGS, &len);
-        c->proto->send(c, text, len);
-        check_output_limit(c);
-    }
+    send_json_text(c, obj);
+    conn_check_output_limit(c);
     json_object_put(obj);
 }
 
-void conn_send_msg(struct conn *c, const struct msg *m)
+bool conn_send_msg(struct conn *c, struct msg *m)
 {
-    if (c->dead || c->closing)
-        return;
-    c->proto->send_msg(c, m);
-    worker_count(c->worker, stat_delivered);
-    atomic_fetch_add_explicit(&c->worker->stat_bytes_out, m->len, memory_order_relaxed);
-    check_output_limit(c);
+    if (c->dead || c->closing || (c->proto->may_send && !c->proto->may_send(c)))
+        return false;
+    out_push(c, msg_ref(m), false);
+    conn_check_output_limit(c);
+    return true;
 }
 
 static json_object *goodbye_json(const char *reason)
@@ -334,13 +606,14 @@ void conn_close(struct conn *c, const char *reason)
         c->proto->send_close(c, reason && !strcmp(reason, "server shutdown") ? 1001 : 1000);
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
+    if (!c->out) {
         schedule_reap(c);
         return;
     }
-    struct timeval drain = {CLOSE_DRAIN_TIMEOUT_SEC, 0};
-    bufferevent_set_timeouts(c->bev, NULL, &drain);
-    bufferevent_setcb(c->bev, NULL, on_drained, on_event, c);
+    if (c->write_waiting) /* re-armed with the drain deadline */
+        write_wait(c);
+    else
+        output_added(c); /* the flush reaps it once drained */
 }
 
 void conn_abort(struct conn *c, const char *why)
@@ -355,15 +628,15 @@ void conn_abort(struct conn *c, const char *why)
             worker_count(c->worker, stat_slow_dropped);
             /* Best effort: the goodbye goes after what is pending. */
             json_object *bye = goodbye_json(why);
-            size_t len;
-            const char *text = json_object_to_json_string_length(bye, ROOMD_JSON_FLAGS, &len);
-            c->proto->send(c, text, len);
+            send_json_text(c, bye);
             json_object_put(bye);
             if (c->proto->send_close)
                 c->proto->send_close(c, 1008);
         }
     }
     bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    write_unwait(c);
+    pending_unlink(c);
     schedule_reap(c);
 }
 
@@ -391,6 +664,10 @@ void conn_reap(struct conn *c)
     atomic_fetch_sub_explicit(&c->worker->stat_connections, 1, memory_order_relaxed);
     if (c->proto->on_free)
         c->proto->on_free(c);
+    pending_unlink(c);
+    out_discard(c);
+    if (c->write_ev)
+        event_free(c->write_ev);
     bufferevent_free(c->bev);
     json_object_put(c->attrs_set);
     json_object_put(c->params);

@@ -23,18 +23,35 @@
 struct listen_entry {
     char *room;
     uint64_t uid;
+    uint32_t slot; /* this connection's place in the worker's local index */
 };
 
 struct conn_proto; /* the transport's framing: proto_line.c, proto_ws.c */
+struct conn_out;   /* the output queue: conn.c */
 struct msg;
 
+/* Room for any transport's frame header in front of a message (WebSocket
+ * needs at most 10 bytes; the line transport none). */
+#define CONN_FRAME_HEADER_MAX 16
+
 struct conn {
-    UT_hash_handle hh; /* worker's table, by serial */
-    uint64_t serial;   /* process-unique, never reused */
-    char id[CONN_ID_LEN + 1];
-    struct worker *worker;
-    struct bufferevent *bev;
+    /* What a delivery touches, together in the first 64 bytes: the fan-out
+     * loop reads serial, dead, closing and proto and queues onto out. */
+    struct conn_out *out; /* NULL while nothing is queued (see "Output" in conn.c) */
+    size_t out_bytes;     /* queued and not yet written: what output_limit counts */
     const struct conn_proto *proto;
+    uint64_t serial; /* process-unique, never reused */
+    struct worker *worker;
+    struct conn *pending_next, **pending_prev; /* pending_prev NULL: not listed */
+    bool dead;          /* on the reap list */
+    bool closing;       /* goodbye sent, waiting for the output to drain */
+    bool write_waiting; /* write_ev is armed: the socket was full */
+    evutil_socket_t fd;
+
+    UT_hash_handle hh; /* worker's table, by serial */
+    char id[CONN_ID_LEN + 1];
+    struct bufferevent *bev; /* input only: output is written by conn.c itself */
+    struct event *write_ev;  /* made on the first short write, kept until reap */
     enum transport transport;
     int64_t connected_at;
 
@@ -52,6 +69,7 @@ struct conn {
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
+    uint32_t room_slot; /* this connection's place in the worker's local index */
     int64_t room_joined_at; /* kept for the store's re-registration */
     struct listen_entry *listening;
     int nlistening;
@@ -64,8 +82,6 @@ struct conn {
     bool session;       /* welcomed: the protocol session has started */
     bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
-    bool closing;       /* goodbye sent, waiting for the output to drain */
-    bool dead;          /* on the reap list */
     bool reap_deferred; /* dead, but a store callback still holds it */
     int holds;          /* store operations in flight that will call back */
     struct conn *reap_next;
@@ -77,10 +93,14 @@ struct conn_proto {
     void (*on_open)(struct conn *c);
     /* Input arrived in the bufferevent's input buffer. */
     void (*on_read)(struct conn *c);
-    /* Queue one JSON text (LEN bytes) for the client. */
-    void (*send)(struct conn *c, const char *json, size_t len);
-    /* Queue a shared message (its bytes end in "\r\n", not counted in len). */
-    void (*send_msg)(struct conn *c, const struct msg *m);
+    /* Whether server messages may be queued now (WebSocket: only between
+     * the upgrade and the close frame); NULL: always. */
+    bool (*may_send)(const struct conn *c);
+    /* How message M goes on the wire: a header of the returned size (at
+     * most CONN_FRAME_HEADER_MAX bytes) written into HEADER, then the first
+     * *BODY_LEN bytes of m->data.  Called when M is queued and again each
+     * time it is written, so it must be pure. */
+    size_t (*frame)(const struct msg *m, uint8_t *header, size_t *body_len);
     /* Queue whatever ends the session (a WebSocket close frame); may be NULL. */
     void (*send_close)(struct conn *c, int code);
     /* Free proto_state; may be NULL. */
@@ -92,8 +112,18 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
                       int addrlen);
 /* Send an object to the client (consumes OBJ). */
 void conn_send_json(struct conn *c, json_object *obj);
-/* Send a shared message; drops the connection past output_limit. */
-void conn_send_msg(struct conn *c, const struct msg *m);
+/* Send a shared message (a reference is queued, the bytes are not copied);
+ * drops the connection past output_limit.  Returns whether it was queued:
+ * the caller counts deliveries (once per fan-out job, not per recipient). */
+bool conn_send_msg(struct conn *c, struct msg *m);
+/* Queue LEN bytes the transport sends as they are (an HTTP answer, a
+ * WebSocket control frame), in order with everything else. */
+void conn_send_raw(struct conn *c, const void *data, size_t len);
+/* Drop C if its queued output passed output_limit (it is not reading). */
+void conn_check_output_limit(struct conn *c);
+/* Write every connection of W with new output (W's flush event). */
+void conn_flush_pending(struct worker *w);
+
 /* Say goodbye with REASON (NULL: none) and close once the output drained. */
 void conn_close(struct conn *c, const char *reason);
 /* Close at once, discarding pending output (peer gone, slow reader). */

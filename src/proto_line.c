@@ -96,22 +96,18 @@ static void line_on_open(struct conn *c)
     verbs_session_start(c);
 }
 
-static void line_send(struct conn *c, const char *json, size_t len)
+/* A message on a line connection is its JSON and the "\r\n" msg.c keeps
+ * after it: no header, m->len + 2 bytes straight from the shared buffer. */
+static size_t line_frame(const struct msg *m, uint8_t *header, size_t *body_len)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, json, len);
-    evbuffer_add(out, "\r\n", 2);
-}
-
-static void line_send_msg(struct conn *c, const struct msg *m)
-{
-    evbuffer_add(bufferevent_get_output(c->bev), m->data, m->len + 2);
+    (void)header;
+    *body_len = m->len + 2;
+    return 0;
 }
 
 const struct conn_proto line_proto = {
     .on_open = line_on_open,
     .on_read = line_on_read,
-    .send = line_send,
-    .send_msg = line_send_msg,
+    .frame = line_frame,
     .send_close = NULL,
 };

@@ -28,10 +28,11 @@
  * longer one as they arrive.
  *
  * Server messages never pass through wslay: each is one unmasked text
- * frame whose header is written in front of the JSON straight into the
- * bufferevent (the fan-out hot path).  wslay's own output (pongs, close
- * echoes) goes into the same buffer, so the order on the wire is the order
- * of writing. */
+ * frame whose header conn.c asks for (ws_frame) when it writes the shared
+ * JSON, so a message is never copied per recipient (the fan-out hot path).
+ * The HTTP answer and wslay's own output (pongs, close echoes) go into the
+ * same output queue as raw bytes, so the order on the wire is the order of
+ * queueing. */
 #include <string.h>
 #include <strings.h>
 
@@ -672,8 +673,7 @@ static bool ws_on_message(void *arg, enum ws_msg_kind kind, const char *data, si
 
 static void ws_on_output(void *arg, const uint8_t *data, size_t len)
 {
-    struct conn *c = arg;
-    evbuffer_add(bufferevent_get_output(c->bev), data, len);
+    conn_send_raw(arg, data, len);
 }
 
 static const struct ws_stream_ops ws_conn_ops = {
@@ -704,13 +704,11 @@ static void ws_on_open(struct conn *c)
  * closes once the answer is out (no goodbye: there was no session). */
 static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_reply *r)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
     ws_http_free(ws->http);
     ws->http = NULL;
     evtimer_del(ws->deadline);
-    evbuffer_add(out, r->head, r->head_len);
-    if (r->body_len > 0) /* static bytes: no copy */
-        evbuffer_add_reference(out, r->body, r->body_len, NULL, NULL);
+    conn_send_raw(c, r->head, r->head_len);
+    conn_send_raw(c, r->body, r->body_len); /* nothing when empty */
     if (r->status != HTTP_STATUS_SWITCHING_PROTOCOLS) {
         struct evbuffer *in = bufferevent_get_input(c->bev);
         evbuffer_drain(in, evbuffer_get_length(in));
@@ -764,8 +762,7 @@ static void ws_read_frames(struct conn *c, struct ws_conn *ws)
         conn_close(c, NULL);
         return;
     }
-    if ((long)evbuffer_get_length(bufferevent_get_output(c->bev)) > settings.output_limit)
-        conn_abort(c, "output buffer limit exceeded");
+    conn_check_output_limit(c);
 }
 
 static void ws_on_read(struct conn *c)
@@ -777,27 +774,22 @@ static void ws_on_read(struct conn *c)
         ws_read_frames(c, ws);
 }
 
-/* One server message as one text frame: header, then the JSON. */
-static void ws_write_text(struct conn *c, const char *json, size_t len)
+/* Server messages go out between the upgrade and the close frame only:
+ * before, the client speaks HTTP; after, RFC 6455 5.5.1 forbids them. */
+static bool ws_may_send(const struct conn *c)
 {
-    struct ws_conn *ws = c->proto_state;
-    if (!ws->stream || ws_stream_close_sent(ws->stream))
-        return;
-    uint8_t header[WS_FRAME_HEADER_MAX];
-    size_t n = ws_frame_header(header, WS_OP_TEXT, len);
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    evbuffer_add(out, header, n);
-    evbuffer_add(out, json, len);
+    const struct ws_conn *ws = c->proto_state;
+    return ws && ws->stream && !ws_stream_close_sent(ws->stream);
 }
 
-static void ws_send(struct conn *c, const char *json, size_t len)
-{
-    ws_write_text(c, json, len);
-}
+_Static_assert(WS_FRAME_HEADER_MAX <= CONN_FRAME_HEADER_MAX, "a frame header fits conn.c's");
 
-static void ws_send_msg(struct conn *c, const struct msg *m)
+/* One server message as one text frame: the header, then the JSON
+ * without the "\r\n" msg.c keeps after it. */
+static size_t ws_frame(const struct msg *m, uint8_t *header, size_t *body_len)
 {
-    ws_write_text(c, m->data, m->len); /* without the "\r\n" after it */
+    *body_len = m->len;
+    return ws_frame_header(header, WS_OP_TEXT, m->len);
 }
 
 static void ws_send_close(struct conn *c, int code)
@@ -823,8 +815,8 @@ static void ws_on_free(struct conn *c)
 const struct conn_proto ws_proto = {
     .on_open = ws_on_open,
     .on_read = ws_on_read,
-    .send = ws_send,
-    .send_msg = ws_send_msg,
+    .may_send = ws_may_send,
+    .frame = ws_frame,
     .send_close = ws_send_close,
     .on_free = ws_on_free,
 };

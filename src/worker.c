@@ -4,7 +4,9 @@
  * -------------
  * - Each worker owns its event_base, its connections (w->conns) and its
  *   local index (w->rooms: room uid -> the local connections that hear it).
- *   Only the worker's own thread reads or writes them.
+ *   Only the worker's own thread reads or writes them, and the same goes
+ *   for w->out_pending: the connections with output to write at the end of
+ *   the loop turn (flush_ev; see "Output" in conn.c).
  * - Other threads talk to a worker only through worker_post(): a job list
  *   under w->qlock plus an eventfd that wakes the base (memcached's shape).
  * - The room registry (registry.c) is shared and has its own locks; a
@@ -32,20 +34,6 @@
 
 /* How long a graceful stop waits for clients to take their goodbye. */
 #define SHUTDOWN_GRACE_MS 800
-
-struct local_sub {
-    UT_hash_handle hh;
-    uint64_t serial;
-    struct conn *conn;
-    unsigned flags; /* SUB_MEMBER | SUB_LISTENER */
-};
-
-struct local_room {
-    UT_hash_handle hh;
-    uint64_t uid;
-    struct local_sub *subs;
-    char name[];
-};
 
 struct worker *workers;
 int nworkers;
@@ -86,11 +74,72 @@ void worker_call(struct worker *w, job_fn fn, void *arg)
 
 /* ----------------------------------------------------------- local index */
 
+/* A room's local recipients are a dense array, so a delivery is a tight
+ * loop over pointers instead of a walk over separately allocated hash
+ * nodes.  Removal swaps the last slot in (O(1)); to find its slot, a
+ * connection records it where it records the subscription: c->room_slot
+ * for its room, listening[i].slot for a listened room (both when it is a
+ * member and a listener of the same room, which shares one slot). */
+struct local_slot {
+    struct conn *conn;
+    unsigned flags; /* SUB_MEMBER | SUB_LISTENER */
+};
+
+struct local_room {
+    UT_hash_handle hh;
+    uint64_t uid;
+    struct local_slot *slots;
+    uint32_t nslots, cap;
+    char name[];
+};
+
+/* A room's first slots: most rooms are small; the array doubles when it
+ * fills and halves when three quarters are free. */
+#define LOCAL_SLOTS_INITIAL 4
+
 static struct local_room *local_room_find(struct worker *w, uint64_t uid)
 {
     struct local_room *lr;
     HASH_FIND(hh, w->rooms, &uid, sizeof(uid), lr);
     return lr;
+}
+
+/* Record SLOT as C's place in room UID wherever C records that room. */
+static void slot_record(struct conn *c, uint64_t uid, uint32_t slot)
+{
+    if (c->room_uid == uid)
+        c->room_slot = slot;
+    for (int i = 0; i < c->nlistening; i++)
+        if (c->listening[i].uid == uid)
+            c->listening[i].slot = slot;
+}
+
+static bool slot_is(const struct local_room *lr, uint32_t slot, const struct conn *c)
+{
+    return slot < lr->nslots && lr->slots[slot].conn == c;
+}
+
+/* C's slot in LR, or -1.  Each record is checked against the array, so a
+ * record left over (leave_room clears room_uid before unsubscribing) or
+ * not yet written is never trusted. */
+static long slot_find(const struct local_room *lr, const struct conn *c)
+{
+    if (slot_is(lr, c->room_slot, c))
+        return c->room_slot;
+    for (int i = 0; i < c->nlistening; i++)
+        if (c->listening[i].uid == lr->uid && slot_is(lr, c->listening[i].slot, c))
+            return c->listening[i].slot;
+    return -1;
+}
+
+static bool slots_resize(struct local_room *lr, uint32_t cap)
+{
+    struct local_slot *grown = realloc(lr->slots, cap * sizeof(*grown));
+    if (!grown)
+        return false;
+    lr->slots = grown;
+    lr->cap = cap;
+    return true;
 }
 
 void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
@@ -106,19 +155,24 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
         memcpy(lr->name, name, len + 1);
         HASH_ADD(hh, w->rooms, uid, sizeof(lr->uid), lr);
     }
-    struct local_sub *s;
-    HASH_FIND(hh, lr->subs, &c->serial, sizeof(c->serial), s);
-    if (s) {
-        s->flags |= flag;
+    long slot = slot_find(lr, c);
+    if (slot >= 0) {
+        lr->slots[slot].flags |= flag;
+        slot_record(c, uid, (uint32_t)slot);
         return;
     }
-    s = calloc(1, sizeof(*s));
-    if (!s)
+    if (lr->nslots == lr->cap &&
+        !slots_resize(lr, lr->cap ? lr->cap * 2 : LOCAL_SLOTS_INITIAL)) {
+        log_error("out of memory subscribing to room '%s'", name);
+        if (lr->nslots == 0) {
+            HASH_DEL(w->rooms, lr);
+            free(lr);
+        }
         return;
-    s->serial = c->serial;
-    s->conn = c;
-    s->flags = flag;
-    HASH_ADD(hh, lr->subs, serial, sizeof(s->serial), s);
+    }
+    lr->slots[lr->nslots] = (struct local_slot){.conn = c, .flags = flag};
+    slot_record(c, uid, lr->nslots);
+    lr->nslots++;
     registry_recipients_add(name, uid, w->index, +1);
 }
 
@@ -128,55 +182,72 @@ void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
         return;
-    struct local_sub *s;
-    HASH_FIND(hh, lr->subs, &c->serial, sizeof(c->serial), s);
-    if (!s)
+    long slot = slot_find(lr, c);
+    if (slot < 0)
         return;
-    s->flags &= ~flag;
-    if (s->flags)
+    lr->slots[slot].flags &= ~flag;
+    if (lr->slots[slot].flags)
         return;
-    HASH_DEL(lr->subs, s);
-    free(s);
-    registry_recipients_add(name, uid, w->index, -1);
-    if (!lr->subs) {
-        HASH_DEL(w->rooms, lr);
-        free(lr);
+    uint32_t last = --lr->nslots;
+    if ((uint32_t)slot != last) { /* the last one takes its place */
+        lr->slots[slot] = lr->slots[last];
+        slot_record(lr->slots[slot].conn, uid, (uint32_t)slot);
     }
+    registry_recipients_add(name, uid, w->index, -1);
+    if (lr->nslots == 0) {
+        HASH_DEL(w->rooms, lr);
+        free(lr->slots);
+        free(lr);
+    } else if (lr->cap > LOCAL_SLOTS_INITIAL && lr->nslots <= lr->cap / 4)
+        slots_resize(lr, lr->cap / 2); /* a failure keeps the bigger array */
 }
 
-/* Write M to every local recipient of room UID but SKIP. */
-static void deliver_local(struct worker *w, uint64_t uid, const struct msg *m, uint64_t skip)
+/* Count N deliveries of M in W's statistics: once per job, not per
+ * recipient, so the fan-out loop touches no shared counter. */
+static void count_deliveries(struct worker *w, const struct msg *m, uint64_t n)
+{
+    if (n == 0)
+        return;
+    atomic_fetch_add_explicit(&w->stat_delivered, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stat_bytes_out, n * m->len, memory_order_relaxed);
+}
+
+/* Queue M for every local recipient of room UID but SKIP. */
+static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip)
 {
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
         return;
-    for (struct local_sub *s = lr->subs; s; s = s->hh.next)
-        if (s->serial != skip)
-            conn_send_msg(s->conn, m);
+    uint64_t delivered = 0;
+    const struct local_slot *slot = lr->slots, *end = slot + lr->nslots;
+    for (; slot < end; slot++)
+        if (slot->conn->serial != skip)
+            delivered += conn_send_msg(slot->conn, m);
+    count_deliveries(w, m, delivered);
 }
 
 /* Room UID is gone: every local member and listener hears NOTICE, and
  * listeners stop listening.  Members keep their room name (PROTOCOL.md). */
-static void room_deleted_local(struct worker *w, uint64_t uid, const struct msg *notice)
+static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notice)
 {
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
         return;
-    struct local_sub *s, *tmp;
-    HASH_ITER(hh, lr->subs, s, tmp)
-    {
-        conn_send_msg(s->conn, notice);
-        if (s->flags & SUB_LISTENER) {
-            for (int i = 0; i < s->conn->nlistening; i++)
-                if (s->conn->listening[i].uid == uid) {
-                    conn_listen_remove_at(s->conn, i);
+    uint64_t delivered = 0;
+    for (uint32_t i = 0; i < lr->nslots; i++) {
+        struct conn *c = lr->slots[i].conn;
+        delivered += conn_send_msg(c, notice);
+        if (lr->slots[i].flags & SUB_LISTENER) {
+            for (int j = 0; j < c->nlistening; j++)
+                if (c->listening[j].uid == uid) {
+                    conn_listen_remove_at(c, j);
                     break;
                 }
         }
-        HASH_DEL(lr->subs, s);
-        free(s);
     }
+    count_deliveries(w, notice, delivered);
     HASH_DEL(w->rooms, lr);
+    free(lr->slots);
     free(lr);
 }
 
@@ -268,6 +339,15 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
     worker_check_stopped(w);
 }
 
+/* Write every connection that got output during this turn, each with one
+ * writev (see "Output" in conn.c).  Activated by the first producer of a
+ * turn, it runs after the callbacks already active, so a burst of
+ * deliveries to one connection becomes one system call. */
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    conn_flush_pending(arg);
+}
+
 static void run_job(struct worker *w, struct job *job)
 {
     switch (job->type) {
@@ -346,7 +426,8 @@ static int worker_init(struct worker *w, int index)
     w->wake_ev = event_new(w->base, w->wake_fd, EV_READ | EV_PERSIST, on_wake, w);
     w->reap_ev = event_new(w->base, -1, 0, on_reap, w);
     w->shutdown_ev = evtimer_new(w->base, on_shutdown_deadline, w);
-    if (!w->wake_ev || !w->reap_ev || !w->shutdown_ev)
+    w->flush_ev = event_new(w->base, -1, 0, on_flush, w);
+    if (!w->wake_ev || !w->reap_ev || !w->shutdown_ev || !w->flush_ev)
         return -1;
     store_worker_start(w);
     return event_add(w->wake_ev, NULL);
@@ -404,18 +485,14 @@ void workers_free(void)
         struct local_room *lr, *tmp;
         HASH_ITER(hh, w->rooms, lr, tmp)
         {
-            struct local_sub *s, *stmp;
-            HASH_ITER(hh, lr->subs, s, stmp)
-            {
-                HASH_DEL(lr->subs, s);
-                free(s);
-            }
             HASH_DEL(w->rooms, lr);
+            free(lr->slots);
             free(lr);
         }
         event_free(w->wake_ev);
         event_free(w->reap_ev);
         event_free(w->shutdown_ev);
+        event_free(w->flush_ev);
         event_base_free(w->base);
         close(w->wake_fd);
         pthread_mutex_destroy(&w->qlock);

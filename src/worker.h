@@ -69,6 +69,8 @@ struct worker {
     struct event *reap_ev;      /* frees closed connections, outside callbacks */
     struct conn *reap_list;     /* closed, waiting to be freed */
     struct event *shutdown_ev;  /* the deadline of a graceful stop */
+    struct event *flush_ev;     /* writes pending output once per loop turn */
+    struct conn *out_pending;   /* connections with output not yet written */
     struct conn *conns;         /* hash by serial: every live connection */
     struct local_room *rooms;   /* hash by room uid: local recipients */
     bool stopping;
