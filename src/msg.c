@@ -59,20 +59,83 @@ json_object *msg_chat_json(json_object *message, const char *room, const char *f
     return o;
 }
 
+/* Length of the RFC 8259 number at S (at most LEN bytes), or 0 when what is
+ * there is not one: -?(0|[1-9][0-9]*)(.[0-9]+)?([eE][+-]?[0-9]+)? that also
+ * fits a double (1e999 does not). */
+static size_t number_lexeme(const char *s, size_t len)
+{
+    size_t i = 0;
+#define DIGIT(k) ((k) < len && s[k] >= '0' && s[k] <= '9')
+    if (i < len && s[i] == '-')
+        i++;
+    if (!DIGIT(i))
+        return 0;
+    if (s[i] == '0')
+        i++;
+    else
+        while (DIGIT(i))
+            i++;
+    if (i < len && s[i] == '.') {
+        if (!DIGIT(i + 1))
+            return 0;
+        for (i++; DIGIT(i); i++)
+            ;
+    }
+    if (i < len && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < len && (s[i] == '+' || s[i] == '-'))
+            i++;
+        if (!DIGIT(i))
+            return 0;
+        while (DIGIT(i))
+            i++;
+    }
+    if (DIGIT(i))
+        return 0; /* "01": a leading zero */
+#undef DIGIT
+    char *copy = strndup(s, i);
+    bool finite = copy && isfinite(strtod(copy, NULL));
+    free(copy);
+    return finite ? i : 0;
+}
+
 /* json-c's strict mode still takes things RFC 8259 forbids: raw control
- * characters inside strings, single-quoted strings, NaN / Infinity.  These
- * close the gap. */
+ * characters inside strings, single-quoted strings, NaN and Infinity, and
+ * numbers such as 01, 1. or -.5 (which it would even write back out as
+ * read).  A pass over the raw text closes the gap, duplicate keys included
+ * (the tree keeps only the last one). */
 static bool raw_text_invalid(const char *s, size_t len)
 {
     bool in_string = false;
     for (size_t i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
-        if ((in_string && ch < 0x20) || (!in_string && ch == '\''))
-            return true;
-        if (in_string && ch == '\\')
-            i++;
-        else if (ch == '"')
-            in_string = !in_string;
+        if (in_string) {
+            if (ch < 0x20)
+                return true;
+            if (ch == '\\')
+                i++;
+            else if (ch == '"')
+                in_string = false;
+        } else if (ch == '"') {
+            in_string = true;
+        } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
+            size_t n = number_lexeme(s + i, len - i);
+            if (n == 0)
+                return true;
+            i += n - 1;
+        } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || ch == '\'' ||
+                   ch == '.' || ch == '+') {
+            static const char *const literals[] = {"true", "false", "null"};
+            size_t n = 0;
+            for (size_t k = 0; k < 3 && !n; k++) {
+                size_t l = strlen(literals[k]);
+                if (len - i >= l && memcmp(s + i, literals[k], l) == 0)
+                    n = l;
+            }
+            if (!n)
+                return true;
+            i += n - 1;
+        }
     }
     return false;
 }
