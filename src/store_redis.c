@@ -26,6 +26,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <hiredis/adapters/libevent.h>
@@ -173,19 +174,40 @@ static redisContext *sync_connect(void)
     return c;
 }
 
+/* After the blocking link failed, calls fail at once for this long, so a
+ * paused or unreachable Redis costs the main thread one timeout per pause,
+ * not one per heartbeat and per admin request. */
+#define REDIS_SYNC_HOLD_OFF_MS 3000
+static int64_t sync_failed_at; /* monotonic ms; 0: healthy */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Run a command on the blocking link (reconnecting if needed); the reply
  * or NULL when Redis cannot be reached.  Call with sync_lock held. */
 static redisReply *sync_argv(int argc, const char **argv, const size_t *lens)
 {
+    if (sync_failed_at && mono_ms() - sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
+        return NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
         if (!sync_ctx && !(sync_ctx = sync_connect()))
-            return NULL;
+            break;
         redisReply *r = redisCommandArgv(sync_ctx, argc, argv, lens);
-        if (r)
+        if (r) {
+            sync_failed_at = 0;
             return r;
+        }
+        bool timed_out = sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
         redisFree(sync_ctx); /* broken: drop it, try a fresh one once */
         sync_ctx = NULL;
+        if (timed_out)
+            break; /* a paused Redis: a second try would wait as long again */
     }
+    sync_failed_at = mono_ms();
     return NULL;
 }
 
@@ -720,6 +742,7 @@ static void (*when_subscribed)(void);
 static void on_bus_subscribed(void)
 {
     bus_up_since = now_ms();
+    sync_failed_at = 0; /* Redis answers again: no need to hold off */
     mirror_sync();
     if (when_subscribed) {
         void (*fn)(void) = when_subscribed;

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import select
+import signal
 import subprocess
 import threading
 import time
@@ -19,7 +20,7 @@ from redis_harness import RedisServer, RedisTestCase, skip_without_redis, wait_f
 skip_without_redis()
 
 from harness import (DELETED, ENTERED, LEFT, ROOMD, Server, _live_processes,  # noqa: E402
-                     chat, err_line, free_port, main, now_ms)
+                     chat, err_line, free_port, main, now_ms, ok_line)
 
 UNAVAILABLE = "store unavailable"
 # Rooms come from the admin API only, and nobody joins anything at connect.
@@ -640,6 +641,36 @@ class RedisOutage(RedisTestCase):
                                 % (name, changed, y.id, connected))
         if problems:
             self.fail("state after the Redis restart:\n  " + "\n  ".join(problems))
+
+
+    def test_redis_paused_then_resumed(self):
+        """redis-server stopped with SIGSTOP under chat (issue 8): roomd does not hang --
+        new clients are welcomed and answered quickly, verbs that need no Redis work --
+        and after SIGCONT every say that was acknowledged is delivered, in order."""
+        a, b = self.cluster(2, **NO_ROOMS)
+        a.admin_ok("POST", "/api/rooms", {"room": "r"})
+        x, y = self.client(a), self.client(b)
+        self.assertOK(x, "roomChange r", True)
+        self.assertOK(y, "roomChange r", True)
+        x.expect(chat(ENTERED, "r", y.id))
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            acked = []
+            for i in range(20):
+                raw = x.request_raw("say paused %d" % i)
+                if raw == ok_line(x.count):
+                    acked.append("paused %d" % i)
+            # The accept loop and the workers keep going while Redis sleeps.
+            start = time.monotonic()
+            late = self.client(a)
+            self.assertOK(late, "paramsView", {})
+            self.assertLess(time.monotonic() - start, 1.5, "a new client waited for Redis")
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        for text in acked:  # acknowledged says reach the other server once Redis is back
+            y.expect(chat(text, "r", x.id), timeout=10)
+        self.assertOK(x, "say after the pause")
+        y.expect(chat("after the pause", "r", x.id), timeout=10)
 
 
 class StartUp(RedisTestCase):
