@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -22,11 +23,14 @@
 /* Pause after EMFILE/ENFILE before accepting again. */
 #define ACCEPT_BACKOFF_MS 100
 #define MAX_LISTENERS 4
+/* At most one "accept: too many open files" line per this many seconds. */
+#define ACCEPT_LOG_EVERY_SEC 10
 
 struct listener {
     struct evconnlistener *lev;
     struct event *resume_ev;
     enum transport transport;
+    time_t last_logged; /* the last back-off warning */
 };
 
 static struct listener listeners[MAX_LISTENERS];
@@ -85,7 +89,14 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
     struct listener *l = arg;
     int err = EVUTIL_SOCKET_ERROR();
     if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        log_warn("accept: %s; pausing for %d ms", strerror(err), ACCEPT_BACKOFF_MS);
+        /* Saturated for a while means a pause every ACCEPT_BACKOFF_MS: say
+         * so once per ACCEPT_LOG_EVERY_SEC, not ten times a second. */
+        time_t now = time(NULL);
+        if (now - l->last_logged >= ACCEPT_LOG_EVERY_SEC) {
+            log_warn("accept: %s; pausing for %d ms at a time", strerror(err),
+                     ACCEPT_BACKOFF_MS);
+            l->last_logged = now;
+        }
         evconnlistener_disable(lev);
         struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
         event_add(l->resume_ev, &tv);
