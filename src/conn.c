@@ -12,6 +12,7 @@
  * output_limit bytes and slows nobody else. */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
@@ -165,9 +166,14 @@ struct conn_out {
 /* The largest entry: wire_len is 32 bits; messages are far smaller
  * (max_line and the static files bound them). */
 #define OUT_ENTRY_MAX UINT32_MAX
-/* Buffers per writev: libevent's own choice (NUM_WRITE_IOVEC), well under
- * IOV_MAX; 128 chat lines are ~16 KB, about what a socket takes at once. */
-#define CONN_WRITE_IOV 128
+/* Buffers per sendmsg: Linux's IOV_MAX.  A busy room queues hundreds of
+ * lines per member per loop turn (see READ_PER_TURN); fewer buffers per call
+ * (libevent's NUM_WRITE_IOVEC is 128) cost one more syscall per member per
+ * 128 lines, which scripts/bench showed as most of the gap to Redis. */
+#define CONN_WRITE_IOV 1024
+#ifdef IOV_MAX
+_Static_assert(CONN_WRITE_IOV <= IOV_MAX, "sendmsg takes at most IOV_MAX buffers");
+#endif
 
 static void pending_unlink(struct conn *c)
 {
@@ -402,11 +408,48 @@ void conn_send_raw(struct conn *c, const void *data, size_t len)
 
 /* --------------------------------------------------------- callbacks */
 
+/* libevent 2.1 reads at most 4096 bytes per read event (EVBUFFER_MAX_READ;
+ * evbuffer_set_max_read() came in 2.2).  A client that pipelines -- a
+ * publisher saying as fast as it can -- would then have ~35 requests
+ * handled per loop turn, and each of its room's members would get one
+ * write per ~35 messages.  So when a read came back full, the socket
+ * likely holds more: read on, 4 KB at a time, handling requests in
+ * between, up to READ_PER_TURN bytes per turn (Redis reads 16 KB per
+ * client per turn).  EOF and errors are left to the bufferevent, which
+ * sees them on the next turn; a short read ends the top-up without the
+ * extra EAGAIN call, so a chatty client pays nothing.  Nor does the
+ * top-up go on while the client's own output piles up (its replies to a
+ * pipeline): a client that sends faster than it reads is then paced by its
+ * socket, as before, and not cut off at output_limit.  The bufferevent
+ * keeps the end of its input frozen outside its own read, hence the thaw. */
+#define READ_CHUNK 4096
+#define READ_PER_TURN (64 * 1024)
+
+static bool input_open(const struct conn *c)
+{
+    return !c->dead && !c->closing && !c->input_paused;
+}
+
 static void on_read(struct bufferevent *bev, void *arg)
 {
     struct conn *c = arg;
-    if (!c->dead && !c->closing && !c->input_paused)
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    size_t fresh = len > c->input_kept ? len - c->input_kept : len;
+    for (size_t budget = READ_PER_TURN; input_open(c);) {
         c->proto->on_read(c);
+        if (fresh < READ_CHUNK || budget < READ_CHUNK || c->out_bytes >= READ_PER_TURN ||
+            !input_open(c))
+            break;
+        evbuffer_unfreeze(in, 0); /* the bufferevent keeps its end frozen between reads */
+        int n = evbuffer_read(in, c->fd, READ_CHUNK);
+        evbuffer_freeze(in, 0);
+        if (n <= 0)
+            break;
+        fresh = (size_t)n;
+        budget -= fresh;
+    }
+    c->input_kept = (uint32_t)evbuffer_get_length(in);
 }
 
 void conn_pause_input(struct conn *c)

@@ -73,6 +73,7 @@ struct conn {
     int64_t room_joined_at; /* kept for the store's re-registration */
     struct listen_entry *listening;
     int nlistening;
+    uint32_t input_kept; /* input left unhandled after the last read (see on_read) */
 
     uint64_t request_count; /* messageCount of the last request */
     double say_tokens;
