@@ -612,13 +612,44 @@ void conn_send_json(struct conn *c, json_object *obj)
     json_object_put(obj);
 }
 
-bool conn_send_msg(struct conn *c, struct msg *m)
+/* Queue a reference to shared message M (RAW: already framed), unless C
+ * takes no server messages now; drop C past output_limit. */
+static bool send_shared(struct conn *c, struct msg *m, bool raw)
 {
     if (c->dead || c->closing || (c->proto->may_send && !c->proto->may_send(c)))
         return false;
-    out_push(c, msg_ref(m), false);
+    out_push(c, msg_ref(m), raw);
     conn_check_output_limit(c);
     return true;
+}
+
+bool conn_send_msg(struct conn *c, struct msg *m)
+{
+    return send_shared(c, m, false);
+}
+
+struct msg *conn_frame_batch(const struct conn *c, struct msg *const *ms, size_t n)
+{
+    uint8_t header[CONN_FRAME_HEADER_MAX];
+    size_t total = 0, body;
+    for (size_t i = 0; i < n; i++)
+        total += c->proto->frame(ms[i], header, &body) + body;
+    struct msg *f = msg_alloc(total);
+    if (!f)
+        return NULL;
+    char *p = f->data;
+    for (size_t i = 0; i < n; i++) {
+        size_t h = c->proto->frame(ms[i], header, &body);
+        memcpy(p, header, h);
+        memcpy(p + h, ms[i]->data, body);
+        p += h + body;
+    }
+    return f;
+}
+
+bool conn_send_framed(struct conn *c, struct msg *f)
+{
+    return send_shared(c, f, true);
 }
 
 static json_object *goodbye_json(const char *reason)
@@ -640,6 +671,7 @@ void conn_close(struct conn *c, const char *reason)
         conn_abort(c, NULL);
         return;
     }
+    worker_flush_batches(c->worker); /* what its rooms said this turn goes first */
     if (reason) {
         conn_send_json(c, goodbye_json(reason));
         if (c->dead)

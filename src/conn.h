@@ -117,6 +117,13 @@ void conn_send_json(struct conn *c, json_object *obj);
  * drops the connection past output_limit.  Returns whether it was queued:
  * the caller counts deliveries (once per fan-out job, not per recipient). */
 bool conn_send_msg(struct conn *c, struct msg *m);
+/* The messages MS[0..N) framed for C's transport and laid end to end: one
+ * message that conn_send_framed() queues, as one buffer, to any connection
+ * of the same transport.  NULL when out of memory. */
+struct msg *conn_frame_batch(const struct conn *c, struct msg *const *ms, size_t n);
+/* Queue F from conn_frame_batch() for C's transport (a reference is taken);
+ * otherwise like conn_send_msg(). */
+bool conn_send_framed(struct conn *c, struct msg *f);
 /* Queue LEN bytes the transport sends as they are (an HTTP answer, a
  * WebSocket control frame), in order with everything else. */
 void conn_send_raw(struct conn *c, const void *data, size_t len);

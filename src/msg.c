@@ -14,16 +14,23 @@ struct msg *msg_new(json_object *obj)
     return msg_new_text(text, len);
 }
 
-struct msg *msg_new_text(const char *text, size_t len)
+struct msg *msg_alloc(size_t len)
 {
     struct msg *m = malloc(sizeof(*m) + len + 2);
     if (!m)
         return NULL;
     atomic_init(&m->refs, 1);
     m->len = len;
-    memcpy(m->data, text, len);
     m->data[len] = '\r';
     m->data[len + 1] = '\n';
+    return m;
+}
+
+struct msg *msg_new_text(const char *text, size_t len)
+{
+    struct msg *m = msg_alloc(len);
+    if (m)
+        memcpy(m->data, text, len);
     return m;
 }
 

@@ -23,6 +23,9 @@ struct msg {
 struct msg *msg_new(json_object *obj);
 /* A message from JSON text already serialized (LEN bytes), refs = 1. */
 struct msg *msg_new_text(const char *text, size_t len);
+/* A message of LEN bytes (and the "\r\n" after them) for the caller to
+ * fill before anyone else sees it, refs = 1. */
+struct msg *msg_alloc(size_t len);
 struct msg *msg_ref(struct msg *m);
 void msg_unref(struct msg *m);
 

@@ -15,7 +15,9 @@
  *
  * Fan-out: a message for a room becomes one job per worker that has local
  * recipients (the registry counts them), each job holding a reference to
- * the one serialized message. */
+ * the one serialized message.  On the worker it joins the room's batch for
+ * the loop turn, which the flush event queues to each recipient as one
+ * buffer (see "Batching"). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,11 +87,21 @@ struct local_slot {
     unsigned flags; /* SUB_MEMBER | SUB_LISTENER */
 };
 
+/* What a room was told during this loop turn, not yet queued to anyone
+ * (see "Batching" below): each message with the connection that must not
+ * hear it. */
+struct room_batch {
+    struct msg **msgs;
+    uint64_t *skips;
+    uint32_t n, cap;
+};
+
 struct local_room {
     UT_hash_handle hh;
     uint64_t uid;
     struct local_slot *slots;
     uint32_t nslots, cap;
+    struct room_batch batch;
     char name[];
 };
 
@@ -142,6 +154,206 @@ static bool slots_resize(struct local_room *lr, uint32_t cap)
     return true;
 }
 
+/* Count N deliveries of BYTES in all in W's statistics: once per batch or
+ * job, not per recipient, so the fan-out loop touches no shared counter. */
+static void count_deliveries(struct worker *w, uint64_t n, uint64_t bytes)
+{
+    if (n == 0)
+        return;
+    atomic_fetch_add_explicit(&w->stat_delivered, n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&w->stat_bytes_out, bytes, memory_order_relaxed);
+}
+
+/* ------------------------------------------------------------- batching
+ *
+ * A busy room is told many things in one loop turn (a publisher's 64 KB of
+ * says, a queue of jobs from other workers).  Queueing each message to each
+ * member costs a reference, a queue slot and an iovec per member per
+ * message.  Instead a room collects the turn's messages in its batch, and
+ * the flush event lays them end to end once per transport and queues that
+ * one buffer to each member: per member, one entry and one iovec per turn.
+ *
+ * Order stays exact because the batch is queued whenever what it would
+ * reach changes: before a connection subscribes or unsubscribes (so it
+ * hears precisely what was said while it was there), before the room's
+ * deletion notice, before a goodbye.  A member that said some of the
+ * batch, or a batch with too many speakers or too many bytes, gets the
+ * messages one by one instead, its own left out. */
+
+/* Messages a batch holds before it is queued early, and the most bytes
+ * laid end to end (bigger batches are queued message by message). */
+#define BATCH_MAX 1024
+#define BATCH_COMBINE_MAX (256 * 1024)
+/* Speakers in one batch whose members still get the combined buffer. */
+#define BATCH_SPEAKERS_MAX 4
+
+static bool batch_grow(struct room_batch *b)
+{
+    uint32_t cap = b->cap ? b->cap * 2 : 8;
+    struct msg **msgs = realloc(b->msgs, cap * sizeof(*msgs));
+    if (!msgs)
+        return false;
+    b->msgs = msgs;
+    uint64_t *skips = realloc(b->skips, cap * sizeof(*skips));
+    if (!skips)
+        return false;
+    b->skips = skips;
+    b->cap = cap;
+    return true;
+}
+
+/* Queue the batch's messages one by one to C, but those C said. */
+static uint64_t batch_send_each(const struct room_batch *b, struct conn *c, uint64_t *bytes)
+{
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < b->n; k++)
+        if (b->skips[k] != c->serial && conn_send_msg(c, b->msgs[k])) {
+            n++;
+            *bytes += b->msgs[k]->len;
+        }
+    return n;
+}
+
+/* Whether B may go out laid end to end: more than one message, from at
+ * most BATCH_SPEAKERS_MAX connections (put in SPEAKERS) and of at most
+ * BATCH_COMBINE_MAX bytes (*TOTAL). */
+static bool batch_combinable(const struct room_batch *b, uint64_t *speakers, int *nspeakers,
+                             uint64_t *total)
+{
+    *nspeakers = 0;
+    *total = 0;
+    if (b->n < 2)
+        return false;
+    for (uint32_t k = 0; k < b->n; k++) {
+        *total += b->msgs[k]->len;
+        bool known = b->skips[k] == 0; /* the server's own: nobody to skip */
+        for (int i = 0; i < *nspeakers && !known; i++)
+            known = speakers[i] == b->skips[k];
+        if (!known && *nspeakers == BATCH_SPEAKERS_MAX)
+            return false;
+        if (!known)
+            speakers[(*nspeakers)++] = b->skips[k];
+    }
+    return *total <= BATCH_COMBINE_MAX;
+}
+
+/* The combined buffer of B for C's transport, made on first use; one per
+ * transport (the line protocol and WebSocket).  NULL: out of memory. */
+struct batch_framing {
+    const struct conn_proto *proto[2];
+    struct msg *framed[2];
+};
+
+static struct msg *batch_framed_for(struct batch_framing *f, const struct room_batch *b,
+                                    const struct conn *c)
+{
+    for (int t = 0; t < 2; t++) {
+        if (!f->proto[t]) {
+            f->proto[t] = c->proto;
+            f->framed[t] = conn_frame_batch(c, b->msgs, b->n);
+        }
+        if (f->proto[t] == c->proto)
+            return f->framed[t];
+    }
+    return NULL;
+}
+
+/* Queue LR's batch to every local recipient and empty it: the combined
+ * buffer to those who said none of it, message by message to the others
+ * (or to everyone, when the batch does not combine). */
+static void batch_flush(struct worker *w, struct local_room *lr)
+{
+    struct room_batch *b = &lr->batch;
+    if (b->n == 0)
+        return;
+    uint64_t speakers[BATCH_SPEAKERS_MAX], total = 0, delivered = 0, bytes = 0;
+    int nspeakers = 0;
+    bool combine = lr->nslots > 1 && batch_combinable(b, speakers, &nspeakers, &total);
+    struct batch_framing framing = {{NULL, NULL}, {NULL, NULL}};
+    for (uint32_t i = 0; i < lr->nslots; i++) {
+        struct conn *c = lr->slots[i].conn;
+        bool spoke = false;
+        for (int j = 0; combine && j < nspeakers && !spoke; j++)
+            spoke = speakers[j] == c->serial;
+        struct msg *f = combine && !spoke ? batch_framed_for(&framing, b, c) : NULL;
+        if (f) {
+            if (conn_send_framed(c, f)) {
+                delivered += b->n;
+                bytes += total;
+            }
+        } else
+            delivered += batch_send_each(b, c, &bytes);
+    }
+    msg_unref(framing.framed[0]);
+    msg_unref(framing.framed[1]);
+    count_deliveries(w, delivered, bytes);
+    for (uint32_t k = 0; k < b->n; k++)
+        msg_unref(b->msgs[k]);
+    b->n = 0;
+}
+
+void worker_flush_batches(struct worker *w)
+{
+    for (uint32_t i = 0; i < w->nbatched; i++) {
+        struct local_room *lr = local_room_find(w, w->batched[i]);
+        if (lr)
+            batch_flush(w, lr);
+    }
+    w->nbatched = 0;
+}
+
+/* Remember that room UID has a batch to flush at the end of the turn. */
+static bool batched_add(struct worker *w, uint64_t uid)
+{
+    if (w->nbatched == w->batched_cap) {
+        uint32_t cap = w->batched_cap ? w->batched_cap * 2 : 16;
+        uint64_t *grown = realloc(w->batched, cap * sizeof(*grown));
+        if (!grown)
+            return false;
+        w->batched = grown;
+        w->batched_cap = cap;
+    }
+    if (w->nbatched == 0)
+        event_active(w->flush_ev, 0, 0);
+    w->batched[w->nbatched++] = uid;
+    return true;
+}
+
+/* M is for every local recipient of room UID but SKIP: into the room's
+ * batch (a reference is taken).  Out of memory, it is queued at once,
+ * after the batch, so nothing is lost or reordered. */
+static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    if (!lr)
+        return;
+    struct room_batch *b = &lr->batch;
+    if (b->n == BATCH_MAX)
+        batch_flush(w, lr); /* the room is listed again below: harmless */
+    if ((b->n == b->cap && !batch_grow(b)) || (b->n == 0 && !batched_add(w, uid))) {
+        batch_flush(w, lr);
+        uint64_t delivered = 0;
+        for (uint32_t i = 0; i < lr->nslots; i++)
+            if (lr->slots[i].conn->serial != skip)
+                delivered += conn_send_msg(lr->slots[i].conn, m);
+        count_deliveries(w, delivered, delivered * m->len);
+        return;
+    }
+    b->msgs[b->n] = msg_ref(m);
+    b->skips[b->n] = skip;
+    b->n++;
+}
+
+static void local_room_free(struct worker *w, struct local_room *lr)
+{
+    batch_flush(w, lr);
+    HASH_DEL(w->rooms, lr);
+    free(lr->batch.msgs);
+    free(lr->batch.skips);
+    free(lr->slots);
+    free(lr);
+}
+
 void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
                       unsigned flag)
 {
@@ -155,6 +367,7 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
         memcpy(lr->name, name, len + 1);
         HASH_ADD(hh, w->rooms, uid, sizeof(lr->uid), lr);
     }
+    batch_flush(w, lr); /* what was said before C came is not for C */
     long slot = slot_find(lr, c);
     if (slot >= 0) {
         lr->slots[slot].flags |= flag;
@@ -182,6 +395,7 @@ void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
         return;
+    batch_flush(w, lr); /* what was said while C was there is for C */
     long slot = slot_find(lr, c);
     if (slot < 0)
         return;
@@ -194,36 +408,10 @@ void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct
         slot_record(lr->slots[slot].conn, uid, (uint32_t)slot);
     }
     registry_recipients_add(name, uid, w->index, -1);
-    if (lr->nslots == 0) {
-        HASH_DEL(w->rooms, lr);
-        free(lr->slots);
-        free(lr);
-    } else if (lr->cap > LOCAL_SLOTS_INITIAL && lr->nslots <= lr->cap / 4)
+    if (lr->nslots == 0)
+        local_room_free(w, lr);
+    else if (lr->cap > LOCAL_SLOTS_INITIAL && lr->nslots <= lr->cap / 4)
         slots_resize(lr, lr->cap / 2); /* a failure keeps the bigger array */
-}
-
-/* Count N deliveries of M in W's statistics: once per job, not per
- * recipient, so the fan-out loop touches no shared counter. */
-static void count_deliveries(struct worker *w, const struct msg *m, uint64_t n)
-{
-    if (n == 0)
-        return;
-    atomic_fetch_add_explicit(&w->stat_delivered, n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&w->stat_bytes_out, n * m->len, memory_order_relaxed);
-}
-
-/* Queue M for every local recipient of room UID but SKIP. */
-static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip)
-{
-    struct local_room *lr = local_room_find(w, uid);
-    if (!lr)
-        return;
-    uint64_t delivered = 0;
-    const struct local_slot *slot = lr->slots, *end = slot + lr->nslots;
-    for (; slot < end; slot++)
-        if (slot->conn->serial != skip)
-            delivered += conn_send_msg(slot->conn, m);
-    count_deliveries(w, m, delivered);
 }
 
 /* Room UID is gone: every local member and listener hears NOTICE, and
@@ -233,6 +421,7 @@ static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notic
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
         return;
+    batch_flush(w, lr); /* what was said before the deletion comes first */
     uint64_t delivered = 0;
     for (uint32_t i = 0; i < lr->nslots; i++) {
         struct conn *c = lr->slots[i].conn;
@@ -245,10 +434,8 @@ static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notic
                 }
         }
     }
-    count_deliveries(w, notice, delivered);
-    HASH_DEL(w->rooms, lr);
-    free(lr->slots);
-    free(lr);
+    count_deliveries(w, delivered, delivered * notice->len);
+    local_room_free(w, lr);
 }
 
 void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *m,
@@ -345,6 +532,7 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
  * deliveries to one connection becomes one system call. */
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
+    worker_flush_batches(arg);
     conn_flush_pending(arg);
 }
 
@@ -485,10 +673,12 @@ void workers_free(void)
         struct local_room *lr, *tmp;
         HASH_ITER(hh, w->rooms, lr, tmp)
         {
-            HASH_DEL(w->rooms, lr);
-            free(lr->slots);
-            free(lr);
+            for (uint32_t k = 0; k < lr->batch.n; k++)
+                msg_unref(lr->batch.msgs[k]);
+            lr->batch.n = 0;
+            local_room_free(w, lr);
         }
+        free(w->batched);
         event_free(w->wake_ev);
         event_free(w->reap_ev);
         event_free(w->shutdown_ev);

@@ -73,6 +73,8 @@ struct worker {
     struct conn *out_pending;   /* connections with output not yet written */
     struct conn *conns;         /* hash by serial: every live connection */
     struct local_room *rooms;   /* hash by room uid: local recipients */
+    uint64_t *batched;          /* uids of the rooms with a batch this turn */
+    uint32_t nbatched, batched_cap;
     bool stopping;
     void *store_state; /* the store's per-worker state (Redis: a connection) */
 
@@ -108,6 +110,11 @@ void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct m
                    uint64_t skip_serial);
 /* A room was deleted: tell every worker (one entry each, with NOTICE). */
 void worker_room_deleted(uint64_t uid, struct msg *notice);
+
+/* Queue every room's batch of this loop turn to its local recipients now
+ * (W's thread).  The flush event does it at the end of each turn; a
+ * connection about to say goodbye has it done first. */
+void worker_flush_batches(struct worker *w);
 
 /* The local index: C hears room UID as a member and/or a listener. */
 #define SUB_MEMBER 1u

@@ -797,10 +797,14 @@ class Limits(RoomdTestCase):
         self.addCleanup(r.close)
         r.recv_text()
         server.stop()
-        # Chat (r's entry, heard by w) may come first; the goodbye is the last frame.
+        # Chat may come first (r's entry heard by w; with two workers, w's leave can reach r
+        # before r's own worker stops); the goodbye is the last frame.
         code, rest = w.wait_closed()
         self.assertEqual((code, rest[-1:]), (1001, [ws_bye("server shutdown")]))
-        self.assertEqual(r.expect_close(1001), [ws_bye("server shutdown")])
+        frames = r.expect_close(1001)
+        self.assertEqual(frames[-1:], [ws_bye("server shutdown")])
+        for f in frames[:-1]:
+            self.assertEqual(json.loads(f).get("context"), "user", f)
 
     def test_output_limit_applies_to_websockets(self):
         server, port = self.start(output_limit=65536)
