@@ -279,7 +279,8 @@ class WrongMethod(AdminCase):
                 for method in sorted(set(METHODS) - allowed):
                     with self.subTest(method=method, path=template, cid=cid):
                         body = b'{"room":"r","message":"m","key":null}'
-                        self.assertRawError(self.raw(method, path, body), 405)
+                        self.assertRawError(self.raw(method, path, body), 405,
+                                            "method not allowed")
         # Nothing changed.
         self.assertEqual(c.details()["room"], "defaultRoom")
         c.assert_silent(match=chat(sender=0))
@@ -288,12 +289,15 @@ class WrongMethod(AdminCase):
     def test_metrics_wrong_method(self):
         for method in ("POST", "PUT", "DELETE", "PATCH"):
             with self.subTest(method=method):
-                self.assertRawError(self.raw(method, "/metrics", b"{}"), 405)
+                self.assertRawError(self.raw(method, "/metrics", b"{}"), 405,
+                                    "method not allowed")
 
     def test_wrong_method_on_missing_room(self):
         # The route is known, the method is not: 405 even where the room would be 404.
-        self.assertRawError(self.raw("POST", "/api/rooms/nowhere", b"{}"), 405)
-        self.assertRawError(self.raw("GET", "/api/rooms/nowhere/broadcast"), 405)
+        self.assertRawError(self.raw("POST", "/api/rooms/nowhere", b"{}"), 405,
+                            "method not allowed")
+        self.assertRawError(self.raw("GET", "/api/rooms/nowhere/broadcast"), 405,
+                            "method not allowed")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,8 +430,8 @@ class BadRequest(AdminCase):
 
     def test_malformed_path(self):
         # A NUL cannot be in a room name or an id.
-        self.assertRawError(self.raw("GET", "/api/rooms/a%00b"), 400)
-        self.assertRawError(self.raw("GET", "/api/connections/a%00b"), 400)
+        self.assertRawError(self.raw("GET", "/api/rooms/a%00b"), 400, "malformed path")
+        self.assertRawError(self.raw("GET", "/api/connections/a%00b"), 400, "malformed path")
 
 
 class TooLarge(AdminCase):

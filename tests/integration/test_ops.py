@@ -89,7 +89,8 @@ class Reload(RoomdTestCase):
         self.wait_for(lambda: "roomd ready" in self.read_log())
         os.rename(self.log, self.log + ".1")  # what logrotate does
         self.hup_and_wait(server, 1)
-        self.assertIn("roomd ready", open(self.log + ".1").read())
+        with open(self.log + ".1") as f:
+            self.assertIn("roomd ready", f.read())
         self.assertNotIn("roomd ready", self.read_log())
 
 
