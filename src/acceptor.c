@@ -93,8 +93,7 @@ static void on_accept_error(struct evconnlistener *lev, void *arg)
          * so once per ACCEPT_LOG_EVERY_SEC, not ten times a second. */
         time_t now = time(NULL);
         if (now - l->last_logged >= ACCEPT_LOG_EVERY_SEC) {
-            log_warn("accept: %s; pausing for %d ms at a time", strerror(err),
-                     ACCEPT_BACKOFF_MS);
+            log_warn("accept: %s; pausing for %d ms at a time", strerror(err), ACCEPT_BACKOFF_MS);
             l->last_logged = now;
         }
         evconnlistener_disable(lev);
@@ -122,10 +121,9 @@ int acceptor_listen(struct event_base *base, const char *bind, int port, enum tr
     }
     struct listener *l = &listeners[nlisteners];
     l->transport = t;
-    l->lev = evconnlistener_new_bind(base, on_accept, l,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                         LEV_OPT_CLOSE_ON_EXEC,
-                                     ACCEPT_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    l->lev = evconnlistener_new_bind(
+        base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        ACCEPT_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
     evutil_freeaddrinfo(ai);
     if (!l->lev) {
         log_error("cannot listen on %s:%d: %s", bind, port, strerror(errno));

@@ -49,8 +49,7 @@ static void send_json(struct evhttp_request *req, int status, json_object *obj)
     const char *text = json_object_to_json_string_length(obj, ROOMD_JSON_FLAGS, &len);
     evbuffer_add(out, text, len);
     evbuffer_add(out, "\n", 1);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "application/json");
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "application/json");
     evhttp_send_reply(req, status, status == 200 ? "OK" : "Error", out);
     evbuffer_free(out);
     json_object_put(obj);
@@ -161,8 +160,8 @@ static void room_create(struct evhttp_request *req)
     json_object *body = read_body(req), *v;
     if (!body)
         return;
-    bool is_string = json_object_object_get_ex(body, "room", &v) &&
-                     json_object_is_type(v, json_type_string);
+    bool is_string =
+        json_object_object_get_ex(body, "room", &v) && json_object_is_type(v, json_type_string);
     const char *room = is_string ? json_object_get_string(v) : "";
     size_t len = is_string ? (size_t)json_object_get_string_len(v) : 0;
     if (len == 0)
@@ -223,8 +222,7 @@ static void room_broadcast(struct evhttp_request *req, const char *room)
     json_object_put(body);
 }
 
-static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, char **seg,
-                         int n)
+static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, char **seg, int n)
 {
     if (n == 2) {
         if (cmd == EVHTTP_REQ_GET)
@@ -320,9 +318,9 @@ static bool body_ok(struct evhttp_request *req, int op, json_object *body)
         send_error(req, 400, err_text(ERR_MESSAGE_REQUIRED));
         return false;
     }
-    if (op == API_OP_ADD && (!json_object_object_get_ex(body, "room", &v) ||
-                             !json_object_is_type(v, json_type_string) ||
-                             json_object_get_string_len(v) == 0)) {
+    if (op == API_OP_ADD &&
+        (!json_object_object_get_ex(body, "room", &v) ||
+         !json_object_is_type(v, json_type_string) || json_object_get_string_len(v) == 0)) {
         send_error(req, 400, err_text(ERR_ROOM_REQUIRED));
         return false;
     }
@@ -471,8 +469,8 @@ static void send_metrics(struct evhttp_request *req)
          offsetof(struct worker, stat_connections)},
     };
     for (size_t k = 0; k < sizeof(counters) / sizeof(counters[0]); k++) {
-        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name,
-                            counters[k].help, counters[k].name,
+        evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", counters[k].name, counters[k].help,
+                            counters[k].name,
                             strstr(counters[k].name, "_total") ? "counter" : "gauge");
         for (int i = 0; i < nworkers; i++) {
             _Atomic uint64_t *v = (_Atomic uint64_t *)((char *)&workers[i] + counters[k].offset);

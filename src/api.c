@@ -205,8 +205,7 @@ static void set_attributes(struct conn_call *call, struct conn *c)
             return;
         }
     }
-    json_object_object_foreach(call->arg, k2, v2)
-        conn_set_attribute(c, k2, json_object_get(v2));
+    json_object_object_foreach(call->arg, k2, v2) conn_set_attribute(c, k2, json_object_get(v2));
     call_done(call, ERR_NONE, json1("attributes", conn_attributes(c)));
 }
 
@@ -260,8 +259,8 @@ static void conn_call_post(const char *conn_id, struct conn_call *call)
         worker_call(&workers[worker], run_conn_call, call);
         return;
     }
-    const char *arg = call->arg ? json_object_to_json_string_ext(call->arg, ROOMD_JSON_FLAGS)
-                                : NULL;
+    const char *arg =
+        call->arg ? json_object_to_json_string_ext(call->arg, ROOMD_JSON_FLAGS) : NULL;
     if (store_route_conn_call(conn_id, (int)call->op, arg, call->room, call->force, call->cb,
                               call->ud)) {
         call->cb = NULL; /* the store answers now */
@@ -342,8 +341,7 @@ void roomd_remove_member(const char *conn_id, roomd_result_cb cb, void *ud)
     api_conn_call(conn_id, OP_REMOVE, NULL, NULL, false, cb, ud);
 }
 
-void roomd_send_message(const char *conn_id, const char *message_json, roomd_result_cb cb,
-                        void *ud)
+void roomd_send_message(const char *conn_id, const char *message_json, roomd_result_cb cb, void *ud)
 {
     json_object *message;
     if (!parse_json_value(message_json, &message)) {
@@ -353,8 +351,7 @@ void roomd_send_message(const char *conn_id, const char *message_json, roomd_res
     api_conn_call(conn_id, OP_MESSAGE, message, NULL, false, cb, ud);
 }
 
-void roomd_set_attributes(const char *conn_id, const char *attrs_json, roomd_result_cb cb,
-                          void *ud)
+void roomd_set_attributes(const char *conn_id, const char *attrs_json, roomd_result_cb cb, void *ud)
 {
     json_object *attrs;
     if (!parse_json_value(attrs_json, &attrs) || !json_object_is_type(attrs, json_type_object)) {

@@ -19,8 +19,14 @@ int api_broadcast(const char *from_id, const char *room, json_object *message);
 
 /* Operations on one connection, by the codes of api.c, with an argument
  * already parsed (consumed). */
-enum { API_OP_DETAILS, API_OP_MESSAGE, API_OP_ATTRIBUTES, API_OP_ADD, API_OP_REMOVE,
-       API_OP_DISCONNECT };
+enum {
+    API_OP_DETAILS,
+    API_OP_MESSAGE,
+    API_OP_ATTRIBUTES,
+    API_OP_ADD,
+    API_OP_REMOVE,
+    API_OP_DISCONNECT
+};
 void api_conn_call(const char *conn_id, int op, json_object *arg, const char *room, bool force,
                    roomd_result_cb cb, void *ud);
 

@@ -53,8 +53,8 @@ int pattern_set(struct pattern *p, json_object *obj)
     {
         struct pattern_pair *pp = &p->pairs[p->npairs++];
         pp->key = strdup(key2);
-        pp->value_json = strdup(val2 ? json_object_to_json_string_ext(val2, ROOMD_JSON_FLAGS)
-                                     : "null");
+        pp->value_json =
+            strdup(val2 ? json_object_to_json_string_ext(val2, ROOMD_JSON_FLAGS) : "null");
         pp->is_number = json_is_number(val2);
         pp->number = pp->is_number ? json_object_get_double(val2) : 0;
     }

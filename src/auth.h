@@ -2,8 +2,8 @@
  *
  * A pattern is a set of KEY = VALUE pairs; a connection matches when each
  * KEY is one of its attributes and the attribute's JSON text equals VALUE's
- * (so true matches true but not "true"; numbers compare by value).  Values are stored as their compact
- * JSON text, which makes a pattern plain bytes that any thread may read. */
+ * (so true matches true but not "true"; numbers compare by value).  Values are stored as their
+ * compact JSON text, which makes a pattern plain bytes that any thread may read. */
 #ifndef ROOMD_AUTH_H
 #define ROOMD_AUTH_H
 

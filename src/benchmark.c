@@ -252,9 +252,9 @@ static struct bconn *conns; /* subscribers, then publishers */
 static int nconns;
 static struct publisher *pubs;
 static int npubs;
-static int recv_per_msg;    /* recipients of one message */
-static int recv_alive;      /* recipients of one message still connected */
-static uint32_t *next_seq;  /* [recipient][publisher]: next expected seq */
+static int recv_per_msg;   /* recipients of one message */
+static int recv_alive;     /* recipients of one message still connected */
+static uint32_t *next_seq; /* [recipient][publisher]: next expected seq */
 static int epfd, timer_fd;
 static char *rbuf;
 
@@ -404,8 +404,8 @@ static void delivered(struct bconn *c, const char *text, size_t len, uint64_t no
     const char *s = text + sizeof(STAMP_MAGIC) - 1, *end = text + len;
     uint64_t pub, seq, sent_ns;
     if (len < sizeof(STAMP_MAGIC) - 1 || memcmp(text, STAMP_MAGIC, sizeof(STAMP_MAGIC) - 1) ||
-        !parse_hex(&s, end, &pub) || !parse_hex(&s, end, &seq) ||
-        !parse_hex(&s, end, &sent_ns) || pub >= (uint64_t)npubs) {
+        !parse_hex(&s, end, &pub) || !parse_hex(&s, end, &seq) || !parse_hex(&s, end, &sent_ns) ||
+        pub >= (uint64_t)npubs) {
         st.foreign++;
         return;
     }
@@ -768,8 +768,8 @@ static void send_hello(struct bconn *c)
     if (opt.target == TARGET_ROOMD)
         n = snprintf(req, sizeof(req), "roomChange %s\n", opt.room);
     else if (c->role != ROLE_PUB)
-        n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
-                     strlen(opt.room), opt.room);
+        n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
+                     opt.room);
     else
         n = snprintf(req, sizeof(req), "*1\r\n$4\r\nPING\r\n");
     if (write(c->fd, req, (size_t)n) != n)
@@ -910,8 +910,7 @@ static struct proc_sample proc_sample(void)
         return s;
     unsigned long utime = 0, stime = 0;
     /* after ") ": state(3) ... utime is field 14, stime 15 */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) !=
-        2)
+    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
         return s;
     s.cpu_s = (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
     snprintf(path, sizeof(path), "/proc/%ld/status", opt.pid);
@@ -976,8 +975,7 @@ static double run_load(struct proc_sample *s0, struct proc_sample *s1, double *c
         now = now_ns();
         if (st.published > 0 && now > st.last_progress &&
             now - st.last_progress > (uint64_t)(STALL_SEC * 1e9)) {
-            fprintf(stderr, "roomd-benchmark: nothing delivered for %.0f s, stopping\n",
-                    STALL_SEC);
+            fprintf(stderr, "roomd-benchmark: nothing delivered for %.0f s, stopping\n", STALL_SEC);
             stopped = now;
             break;
         }
@@ -1079,8 +1077,8 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
     fprintf(out, "  %-22s %llu messages (%.0f/s measured)\n", "published",
             (unsigned long long)st.published, msg_rate);
     fprintf(out, "  %-22s %.0f /s\n", "deliveries", rate);
-    fprintf(out, "  %-22s %llu of %llu expected\n", "delivered",
-            (unsigned long long)st.delivered, (unsigned long long)st.expected);
+    fprintf(out, "  %-22s %llu of %llu expected\n", "delivered", (unsigned long long)st.delivered,
+            (unsigned long long)st.expected);
     fprintf(out, "  %-22s %llu\n", "lost", (unsigned long long)lost);
     fprintf(out, "  %-22s %llu duplicates, %llu out of order\n", "order",
             (unsigned long long)st.duplicates, (unsigned long long)st.out_of_order);
@@ -1096,9 +1094,8 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
         fprintf(out, "  %-22s %d, %d of them dropped by the server\n", "stalled members",
                 opt.stalled, dropped);
     if (before.ok && after.ok)
-        fprintf(out, "  %-22s %.2f s (%.0f %% of one core), %.3f us per delivery\n",
-                "server CPU", server_cpu, measured_s > 0 ? 100 * server_cpu / measured_s : 0,
-                cpu_us);
+        fprintf(out, "  %-22s %.2f s (%.0f %% of one core), %.3f us per delivery\n", "server CPU",
+                server_cpu, measured_s > 0 ? 100 * server_cpu / measured_s : 0, cpu_us);
     fprintf(out, "  %-22s %.0f %% of one core\n", "generator CPU",
             measured_s > 0 ? 100 * client_cpu / measured_s : 0);
     if (opt.json) {
@@ -1111,8 +1108,8 @@ static void report_load(enum mode m, double measured_s, struct proc_sample befor
                "\"samples\":%llu},\"stalled\":%d,\"stalled_dropped\":%d,"
                "\"client_cpu_s\":%.3f",
                target_name(), mode_name(m), opt.subscribers, opt.publishers, opt.payload,
-               opt.window, opt.rate, measured_s, (unsigned long long)st.published, msg_rate,
-               rate, (unsigned long long)st.expected, (unsigned long long)st.delivered,
+               opt.window, opt.rate, measured_s, (unsigned long long)st.published, msg_rate, rate,
+               (unsigned long long)st.expected, (unsigned long long)st.delivered,
                (unsigned long long)lost, (unsigned long long)st.duplicates,
                (unsigned long long)st.out_of_order, (unsigned long long)st.errors,
                (unsigned long long)st.closed, (unsigned long long)st.late, p50, p99, p999, max,
@@ -1196,7 +1193,17 @@ static long parse_long(const char *name, const char *s, long min, long max)
 
 static void parse_options(int argc, char **argv)
 {
-    enum { OPT_PID = 256, OPT_STALLED, OPT_BUSY, OPT_SOURCES, OPT_BURST, OPT_CTIMEOUT, OPT_DTIMEOUT, OPT_JSON, OPT_HELP };
+    enum {
+        OPT_PID = 256,
+        OPT_STALLED,
+        OPT_BUSY,
+        OPT_SOURCES,
+        OPT_BURST,
+        OPT_CTIMEOUT,
+        OPT_DTIMEOUT,
+        OPT_JSON,
+        OPT_HELP
+    };
     static const struct option longopts[] = {
         {"target", required_argument, NULL, 't'},
         {"host", required_argument, NULL, 'h'},
@@ -1305,8 +1312,8 @@ static void parse_options(int argc, char **argv)
     if (!opt.window) {
         int recipients = opt.subscribers + (opt.target == TARGET_ROOMD ? opt.publishers - 1 : 0);
         long w = opt.rate > 0 ? WINDOW_MAX
-                              : WINDOW_DELIVERIES / ((recipients > 0 ? recipients : 1) *
-                                                     (long)opt.publishers);
+                              : WINDOW_DELIVERIES /
+                                    ((recipients > 0 ? recipients : 1) * (long)opt.publishers);
         opt.window = (int)(w < 1 ? 1 : w > WINDOW_MAX ? WINDOW_MAX : w);
     }
     if (strlen(opt.room) > 256 || !*opt.room || strpbrk(opt.room, "\r\n"))
@@ -1314,8 +1321,7 @@ static void parse_options(int argc, char **argv)
     if (opt.idle_mode) {
         opt.publishers = 0;
         opt.stalled = 0;
-    }
-    else if (opt.subscribers == 0 && opt.publishers < 2)
+    } else if (opt.subscribers == 0 && opt.publishers < 2)
         die("nobody would hear the messages: give --subscribers or --publishers >= 2");
 }
 
@@ -1352,7 +1358,7 @@ int main(int argc, char **argv)
     pubs = xcalloc((size_t)npubs, sizeof(*pubs));
     for (int i = 0; i < nconns; i++) {
         conns[i].fd = -1;
-        conns[i].role = i < opt.subscribers                   ? ROLE_SUB
+        conns[i].role = i < opt.subscribers                    ? ROLE_SUB
                         : i < opt.subscribers + opt.publishers ? ROLE_PUB
                                                                : ROLE_STALLED;
         conns[i].recv_index = (uint32_t)i;

@@ -37,8 +37,10 @@ static const struct config_key config_keys[] = {
      "address of the WebSocket listener", true},
     {"websocket_port", KEY_INT, OFF(websocket_port), "8080", 0, 65535,
      "WebSocket port; 0 turns it off", true},
-    {"admin_bind", KEY_STR, OFF(admin_bind), "127.0.0.1", 0, 0, "address of the admin HTTP API", true},
-    {"admin_port", KEY_INT, OFF(admin_port), "8081", 0, 65535, "admin HTTP port; 0 turns it off", true},
+    {"admin_bind", KEY_STR, OFF(admin_bind), "127.0.0.1", 0, 0, "address of the admin HTTP API",
+     true},
+    {"admin_port", KEY_INT, OFF(admin_port), "8081", 0, 65535, "admin HTTP port; 0 turns it off",
+     true},
     {"admin_key", KEY_STR, OFF(admin_key), "", 0, 0,
      "bearer key of the admin API; empty turns the API off", true},
     {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core", true},
@@ -62,8 +64,8 @@ static const struct config_key config_keys[] = {
      "connections above this are refused", false},
     {"max_line", KEY_LONG, OFF(max_line), "65536", 16, 1L << 30,
      "longest request line or frame, in bytes", false},
-    {"max_room_name", KEY_LONG, OFF(max_room_name), "256", 1, 65536,
-     "longest room name, in bytes", false},
+    {"max_room_name", KEY_LONG, OFF(max_room_name), "256", 1, 65536, "longest room name, in bytes",
+     false},
     {"max_params", KEY_LONG, OFF(max_params), "64", 0, 1000000, "params per connection", false},
     {"output_limit", KEY_LONG, OFF(output_limit), "8388608", 1024, 1L << 40,
      "pending output bytes before a client is dropped as a slow reader", false},
@@ -145,8 +147,7 @@ static int config_apply(struct roomd_config *cfg, const struct config_key *k, co
             return -1;
         }
         if (n < k->min || n > k->max) {
-            snprintf(err, errlen, "%s: %ld is out of range [%ld, %ld]", k->name, n, k->min,
-                     k->max);
+            snprintf(err, errlen, "%s: %ld is out of range [%ld, %ld]", k->name, n, k->min, k->max);
             return -1;
         }
         if (k->type == KEY_INT)
@@ -289,8 +290,9 @@ void config_keep_restart_keys(struct roomd_config *next, const struct roomd_conf
         case KEY_INT:
         case KEY_LONG:
         case KEY_BOOL: {
-            size_t size = k->type == KEY_INT ? sizeof(int) : k->type == KEY_LONG ? sizeof(long)
-                                                                                  : sizeof(bool);
+            size_t size = k->type == KEY_INT    ? sizeof(int)
+                          : k->type == KEY_LONG ? sizeof(long)
+                                                : sizeof(bool);
             if (memcmp(dst, src, size) != 0) {
                 log_warn("SIGHUP: %s changed; it takes effect at restart", k->name);
                 memcpy(dst, src, size);

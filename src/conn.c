@@ -532,8 +532,7 @@ int conn_set_attribute(struct conn *c, const char *key, json_object *value)
     if (value == NULL && strcmp(key, "authenticated") != 0)
         json_object_object_del(c->attrs_set, key);
     else /* authenticated always exists: deleting it sets it back to false */
-        json_object_object_add(c->attrs_set, key,
-                               value ? value : json_object_new_boolean(0));
+        json_object_object_add(c->attrs_set, key, value ? value : json_object_new_boolean(0));
     return 0;
 }
 
@@ -802,8 +801,7 @@ bool conn_say_allowed(struct conn *c)
 json_object *conn_details(const struct conn *c)
 {
     json_object *attrs = conn_attributes(c), *o = json_object_new_object();
-    static const char *const builtins[] = {"id", "type", "remoteIP", "remotePort",
-                                           "connectedAt"};
+    static const char *const builtins[] = {"id", "type", "remoteIP", "remotePort", "connectedAt"};
     for (size_t i = 0; i < sizeof(builtins) / sizeof(builtins[0]); i++)
         json_object_object_add(o, builtins[i],
                                json_object_get(json_object_object_get(attrs, builtins[i])));

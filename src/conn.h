@@ -43,9 +43,9 @@ struct conn {
     uint64_t serial; /* process-unique, never reused */
     struct worker *worker;
     struct conn *pending_next, **pending_prev; /* pending_prev NULL: not listed */
-    bool dead;          /* on the reap list */
-    bool closing;       /* goodbye sent, waiting for the output to drain */
-    bool write_waiting; /* write_ev is armed: the socket was full */
+    bool dead;                                 /* on the reap list */
+    bool closing;                              /* goodbye sent, waiting for the output to drain */
+    bool write_waiting;                        /* write_ev is armed: the socket was full */
     evutil_socket_t fd;
 
     UT_hash_handle hh; /* worker's table, by serial */
@@ -69,7 +69,7 @@ struct conn {
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
-    uint32_t room_slot; /* this connection's place in the worker's local index */
+    uint32_t room_slot;     /* this connection's place in the worker's local index */
     int64_t room_joined_at; /* kept for the store's re-registration */
     struct listen_entry *listening;
     int nlistening;

@@ -10,8 +10,7 @@ void log_set_level(enum log_level level);
 /* Log to PATH (appending), or to stderr when PATH is empty; also the SIGHUP
  * reopen after logrotate.  Returns 0, or -1 (logging stays where it was). */
 int log_reopen(const char *path);
-void log_msg(enum log_level level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

@@ -181,7 +181,8 @@ bool json_parse_strict(const char *text, size_t len, int max_depth, json_object 
         return false;
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT); /* RFC 8259, not json-c's dialect */
     json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
-    bool whole = json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int)len;
+    bool whole =
+        json_tokener_get_error(tok) == json_tokener_success && tok->char_offset == (int)len;
     if (!obj && json_tokener_get_error(tok) == json_tokener_continue) {
         /* A bare number or literal ("3", "true") might go on: end the text. */
         obj = json_tokener_parse_ex(tok, "", 1);

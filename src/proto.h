@@ -26,7 +26,7 @@ enum line_scan {
     LINE_TOO_LONG, /* longer than MAX: reply once, drain, skip to its end */
     LINE_BREAK,    /* telnet break or a lone Ctrl-D: end the session */
 };
-enum line_scan line_scan(const char *buf, size_t len, size_t max, int skipping,
-                         size_t *line_len, size_t *consumed);
+enum line_scan line_scan(const char *buf, size_t len, size_t max, int skipping, size_t *line_len,
+                         size_t *consumed);
 
 #endif

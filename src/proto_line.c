@@ -17,8 +17,8 @@
 /* What telnet sends for Ctrl-C: IAC IP IAC DO TIMING-MARK. */
 static const char telnet_break[] = {(char)0xff, (char)0xf4, (char)0xff, (char)0xfd, 0x06};
 
-enum line_scan line_scan(const char *buf, size_t len, size_t max, int skipping,
-                         size_t *line_len, size_t *consumed)
+enum line_scan line_scan(const char *buf, size_t len, size_t max, int skipping, size_t *line_len,
+                         size_t *consumed)
 {
     const char *nl = memchr(buf, '\n', len);
     size_t n = nl ? (size_t)(nl - buf) : len;
@@ -67,8 +67,8 @@ static void line_on_read(struct conn *c)
         size_t span = eol.pos >= 0 ? (size_t)eol.pos + 1 : avail;
         const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)span);
         size_t line_len = 0, consumed = 0;
-        enum line_scan r = line_scan(buf, span, (size_t)settings.max_line, c->skipping_line,
-                                     &line_len, &consumed);
+        enum line_scan r =
+            line_scan(buf, span, (size_t)settings.max_line, c->skipping_line, &line_len, &consumed);
         switch (r) {
         case LINE_NONE:
             return;

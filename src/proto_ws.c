@@ -73,7 +73,7 @@ static const char WS_VERSION[] = "13";
 /* Frame header bits (RFC 6455 5.2). */
 #define WS_FIN 0x80u
 #define WS_OPCODE_BITS 0x0fu
-#define WS_LEN7_MAX 125  /* payload lengths up to this fit the first byte */
+#define WS_LEN7_MAX 125   /* payload lengths up to this fit the first byte */
 #define WS_LEN16_MARK 126 /* a 16-bit length follows */
 #define WS_LEN64_MARK 127 /* a 64-bit length follows */
 #define WS_LEN16_SIZE 2
@@ -120,8 +120,7 @@ static struct ws_http *http_of(http_parser *p)
 
 /* http_parser may hand out one field in several pieces; all of them lie
  * back to back in head[], so a piece either starts a span or extends it. */
-static void span_add(struct ws_http *h, struct ws_span *s, bool extend, const char *at,
-                     size_t len)
+static void span_add(struct ws_http *h, struct ws_span *s, bool extend, const char *at, size_t len)
 {
     if (!extend) {
         s->off = (size_t)(at - h->head);
@@ -248,8 +247,7 @@ bool ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
     unsigned char digest[SHA1_LEN];
     unsigned int dlen = 0;
     EVP_MD_CTX *md = EVP_MD_CTX_new();
-    bool ok = md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) &&
-              EVP_DigestUpdate(md, key, len) &&
+    bool ok = md && EVP_DigestInit_ex(md, EVP_sha1(), NULL) && EVP_DigestUpdate(md, key, len) &&
               EVP_DigestUpdate(md, WS_GUID, sizeof(WS_GUID) - 1) &&
               EVP_DigestFinal_ex(md, digest, &dlen) && dlen == SHA1_LEN;
     EVP_MD_CTX_free(md);
@@ -261,8 +259,7 @@ bool ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
 /* RFC 6455 4.2.1: the key must decode to 16 bytes. */
 static bool key_valid(const struct ws_http *h, struct ws_span key)
 {
-    static const char b64[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     if (key.len != WS_KEY_LEN)
         return false;
     const char *k = h->head + key.off;
@@ -322,8 +319,7 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
 static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
 {
     const http_parser *p = &h->parser;
-    if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) ||
-        !h->connection_upgrade) {
+    if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) || !h->connection_upgrade) {
         reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
         return;
     }
@@ -361,8 +357,7 @@ static void reply_static(const struct ws_http *h, struct ws_http_reply *r)
     const struct static_file *f = NULL;
     if (u.field_set & (1 << UF_PATH) && u.field_data[UF_PATH].len <= WS_STATIC_PATH_MAX) {
         char path[WS_STATIC_PATH_MAX + 1];
-        memcpy(path, h->head + h->url.off + u.field_data[UF_PATH].off,
-               u.field_data[UF_PATH].len);
+        memcpy(path, h->head + h->url.off + u.field_data[UF_PATH].off, u.field_data[UF_PATH].len);
         path[u.field_data[UF_PATH].len] = '\0';
         f = http_static_find(path);
     }
@@ -383,8 +378,8 @@ static void reply_for(const struct ws_http *h, struct ws_http_reply *r)
         reply_static(h, r);
 }
 
-enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len,
-                                 size_t *consumed, struct ws_http_reply *reply)
+enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len, size_t *consumed,
+                                 struct ws_http_reply *reply)
 {
     *consumed = 0;
     if (len == 0) /* http_parser would take an empty feed for end of input */
@@ -464,8 +459,8 @@ static ssize_t stream_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
 }
 
 /* wslay's output is taken whole: the bufferevent buffers it. */
-static ssize_t stream_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len,
-                           int flags, void *arg)
+static ssize_t stream_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,
+                           void *arg)
 {
     struct ws_stream *s = arg;
     s->ops->output(s->arg, data, len);
@@ -520,8 +515,7 @@ static void stream_frame_chunk(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
 {
     struct ws_stream *s = arg;
-    if (s->frame_control || s->msg_binary || s->msg_too_long || s->fail_code ||
-        a->data_length == 0)
+    if (s->frame_control || s->msg_binary || s->msg_too_long || s->fail_code || a->data_length == 0)
         return;
     memcpy(s->msg + s->msg_len, a->data, a->data_length);
     s->msg_len += a->data_length;
@@ -529,8 +523,8 @@ static void stream_frame_chunk(wslay_event_context_ptr ctx,
 
 /* A whole message (wslay has reassembled the fragments and answered pings
  * and closes by then).  Data messages go to ops->message. */
-static void stream_message(wslay_event_context_ptr ctx,
-                           const struct wslay_event_on_msg_recv_arg *a, void *arg)
+static void stream_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *a,
+                           void *arg)
 {
     struct ws_stream *s = arg;
     bool go_on = true;

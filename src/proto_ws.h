@@ -54,8 +54,8 @@ void ws_http_free(struct ws_http *h);
  * to the request head (on WS_HTTP_DONE after an upgrade, the bytes after
  * that are already WebSocket frames).  On WS_HTTP_DONE the answer is in
  * *REPLY; feeding again after that is a caller error. */
-enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len,
-                                 size_t *consumed, struct ws_http_reply *reply);
+enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len, size_t *consumed,
+                                 struct ws_http_reply *reply);
 
 /* Sec-WebSocket-Accept for a Sec-WebSocket-Key: base64(SHA-1(key + GUID)).
  * OUT gets WS_ACCEPT_LEN characters and a NUL.  False if hashing failed. */

@@ -14,8 +14,8 @@
 #include "errors.h"
 
 struct request {
-    char *verb;       /* the first word, or the JSON "event" */
-    char *arg;        /* verb line: the rest after one space; NULL if none */
+    char *verb; /* the first word, or the JSON "event" */
+    char *arg;  /* verb line: the rest after one space; NULL if none */
     size_t arg_len;
     json_object *json; /* JSON request: the whole object */
 };

@@ -177,8 +177,8 @@ static void print_human(const char *cmd, const char *sub, json_object *body)
         for (size_t i = 0; i < json_object_array_length(v); i++) {
             json_object *c = json_object_array_get_idx(v, i);
             printf("%s  %-9s %s:%s  %s\n", str(c, "id"), str(c, "type"), str(c, "remoteIP"),
-                   str(c, "remotePort"), json_object_object_get_ex(c, "room", &v) && v ?
-                                             json_object_get_string(v) : "-");
+                   str(c, "remotePort"),
+                   json_object_object_get_ex(c, "room", &v) && v ? json_object_get_string(v) : "-");
             json_object_object_get_ex(body, "connections", &v);
         }
     } else if (!strcmp(cmd, "room") && !strcmp(sub, "status")) {
@@ -189,8 +189,9 @@ static void print_human(const char *cmd, const char *sub, json_object *body)
         json_object_object_foreach(json_object_object_get(body, "members"), id, m)
             printf("  %s joined at %s\n", id, str(m, "joinedAt"));
     } else if (!strcmp(cmd, "room") && !strcmp(sub, "add")) {
-        printf("%s\n", json_object_get_int(json_object_object_get(body, "created")) ?
-                           "created" : "already exists");
+        printf("%s\n", json_object_get_int(json_object_object_get(body, "created"))
+                           ? "created"
+                           : "already exists");
     } else if (!strcmp(cmd, "stats")) {
         json_object_object_foreach(body, k, val)
             printf("%-22s %s\n", k, json_object_get_string(val));
@@ -217,8 +218,7 @@ static int cmd_token(int argc, char **argv, const char *secret)
                 json_object_put(claims);
                 return EXIT_USAGE;
             }
-        }
-        else if (strchr(argv[i], '=')) {
+        } else if (strchr(argv[i], '=')) {
             char *k = strdup(argv[i]), *eq = strchr(k, '=');
             *eq = '\0';
             json_object_object_add(claims, k, json_or_string(eq + 1));
@@ -299,7 +299,8 @@ static bool route(int argc, char **argv, enum evhttp_cmd_type *method, char **pa
             *method = EVHTTP_REQ_PATCH;
             *path = path_with("/api/connections/", id, "/attributes");
             *body = obj1(argv[3], json_or_string(argv[4]));
-        } else if (!strcmp(sub, "join") && (argc == 4 || (argc == 5 && !strcmp(argv[4], "--force")))) {
+        } else if (!strcmp(sub, "join") &&
+                   (argc == 4 || (argc == 5 && !strcmp(argv[4], "--force")))) {
             *method = EVHTTP_REQ_PUT;
             *path = path_with("/api/connections/", id, "/room");
             *body = obj1("room", json_object_new_string(argv[3]));
@@ -358,8 +359,9 @@ int main(int argc, char **argv)
     if (!url)
         url = conf || !getenv("ROOMD_URL") ? default_url : getenv("ROOMD_URL");
     if (!key)
-        key = (conf && *settings.admin_key) || !getenv("ROOMD_ADMIN_KEY") ? settings.admin_key
-                                                                          : getenv("ROOMD_ADMIN_KEY");
+        key = (conf && *settings.admin_key) || !getenv("ROOMD_ADMIN_KEY")
+                  ? settings.admin_key
+                  : getenv("ROOMD_ADMIN_KEY");
 
     enum evhttp_cmd_type method;
     char *path = NULL;

@@ -27,20 +27,18 @@
 #include "verbs.h"
 #include "worker.h"
 
-
 static void usage(FILE *out)
 {
-    fprintf(out,
-            "Usage: roomd [-c FILE] [--key=value ...]\n"
-            "       roomd --help | --version\n\n"
-            "A chat daemon: rooms for TCP line clients.\n"
-            "Settings come from built-in defaults, then FILE (key = value lines),\n"
-            "then --key=value options (dashes and underscores are the same).\n\n"
-            "Options:\n"
-            "  -c, --config FILE    read settings from FILE\n"
-            "  -h, --help           show this help\n"
-            "  -V, --version        show the version\n\n"
-            "Settings:\n");
+    fprintf(out, "Usage: roomd [-c FILE] [--key=value ...]\n"
+                 "       roomd --help | --version\n\n"
+                 "A chat daemon: rooms for TCP line clients.\n"
+                 "Settings come from built-in defaults, then FILE (key = value lines),\n"
+                 "then --key=value options (dashes and underscores are the same).\n\n"
+                 "Options:\n"
+                 "  -c, --config FILE    read settings from FILE\n"
+                 "  -h, --help           show this help\n"
+                 "  -V, --version        show the version\n\n"
+                 "Settings:\n");
     config_print_keys(out);
 }
 
@@ -51,8 +49,7 @@ static char **saved_argv;
 
 /* Build CFG from defaults, -c FILE, then every --key=value of ARGV.
  * Returns 0, or -1 with the reason in ERR. */
-static int load_config(struct roomd_config *cfg, int argc, char **argv, char *err,
-                       size_t errlen)
+static int load_config(struct roomd_config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
     const char *file = NULL;
     config_init(cfg);
@@ -269,8 +266,8 @@ static void announce_ready(void)
 {
     write_pid_file();
     log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
-             settings.port, settings.websocket_port,
-             *settings.admin_key ? settings.admin_port : 0, nworkers, settings.store);
+             settings.port, settings.websocket_port, *settings.admin_key ? settings.admin_port : 0,
+             nworkers, settings.store);
     notify("READY=1");
 }
 

@@ -29,8 +29,8 @@ void store_worker_stop(struct worker *w)
         store->worker_stop(w);
 }
 
-void store_join(struct worker *w, const char *room, const char *id, json_object *attrs,
-                store_cb cb, void *ctx)
+void store_join(struct worker *w, const char *room, const char *id, json_object *attrs, store_cb cb,
+                void *ctx)
 {
     store->join(w, room, id, attrs, cb, ctx);
 }

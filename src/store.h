@@ -25,10 +25,10 @@ struct msg;
 
 struct store_result {
     enum roomd_err err;
-    bool flag;          /* leave: a member was removed */
-    uint64_t uid;       /* join, listen: the room's generation */
-    int64_t joined_at;  /* join */
-    json_object *data;  /* room_view: the data (the callback owns it) */
+    bool flag;         /* leave: a member was removed */
+    uint64_t uid;      /* join, listen: the room's generation */
+    int64_t joined_at; /* join */
+    json_object *data; /* room_view: the data (the callback owns it) */
 };
 
 typedef void (*store_cb)(const struct store_result *res, void *ctx);
@@ -42,12 +42,12 @@ struct store_ops {
     void (*worker_stop)(struct worker *w);  /* on w's thread, as it ends */
     void (*join)(struct worker *w, const char *room, const char *id, json_object *attrs,
                  store_cb cb, void *ctx);
-    void (*leave)(struct worker *w, const char *room, uint64_t uid, const char *id,
-                  store_cb cb, void *ctx);
+    void (*leave)(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
+                  void *ctx);
     void (*check_listen)(struct worker *w, const char *room, json_object *attrs, store_cb cb,
                          void *ctx);
-    void (*room_view)(struct worker *w, const char *room, uint64_t uid, long limit,
-                      store_cb cb, void *ctx);
+    void (*room_view)(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
+                      void *ctx);
     void (*publish)(struct worker *from, const char *room, uint64_t uid, struct msg *m,
                     uint64_t skip_serial, const char *skip_id);
     int (*room_add)(const char *room);
@@ -58,8 +58,8 @@ struct store_ops {
     json_object *(*room_list)(void);
     /* Send an operation on a connection this server does not have to the
      * server that has it; false when there is no such routing (NULL). */
-    bool (*route_conn_call)(const char *conn_id, int op, const char *arg_json,
-                            const char *room, bool force, roomd_result_cb cb, void *ud);
+    bool (*route_conn_call)(const char *conn_id, int op, const char *arg_json, const char *room,
+                            bool force, roomd_result_cb cb, void *ud);
     /* Call FN (on the main thread) once the store is fully working; NULL:
      * at once. */
     void (*when_ready)(void (*fn)(void));
@@ -77,8 +77,8 @@ void store_worker_start(struct worker *w);
 void store_worker_stop(struct worker *w);
 
 /* Client-side operations, on a worker's thread. */
-void store_join(struct worker *w, const char *room, const char *id, json_object *attrs,
-                store_cb cb, void *ctx);
+void store_join(struct worker *w, const char *room, const char *id, json_object *attrs, store_cb cb,
+                void *ctx);
 void store_leave(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
                  void *ctx);
 void store_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
@@ -105,8 +105,8 @@ void store_publish(struct worker *from, const char *room, uint64_t uid, struct m
                    uint64_t skip_serial, const char *skip_id);
 
 /* Server-side operations, any thread. */
-int store_room_add(const char *room);            /* 1 created, 0 existed */
-bool store_room_del(const char *room);           /* members hear the notice */
+int store_room_add(const char *room);  /* 1 created, 0 existed */
+bool store_room_del(const char *room); /* members hear the notice */
 bool store_room_exists(const char *room);
 enum roomd_err store_room_set_pattern(const char *room, json_object *pattern);
 /* roomStatus data (members of every server); a missing room: 0 members. */

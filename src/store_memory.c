@@ -19,15 +19,15 @@ static void memory_close(void)
 }
 
 static void memory_join(struct worker *w, const char *room, const char *id, json_object *attrs,
-                store_cb cb, void *ctx)
+                        store_cb cb, void *ctx)
 {
     struct store_result r = {0};
     r.err = registry_join(room, id, attrs, w->index, &r.uid, &r.joined_at);
     cb(&r, ctx);
 }
 
-static void memory_leave(struct worker *w, const char *room, uint64_t uid, const char *id, store_cb cb,
-                 void *ctx)
+static void memory_leave(struct worker *w, const char *room, uint64_t uid, const char *id,
+                         store_cb cb, void *ctx)
 {
     struct store_result r = {0};
     r.flag = registry_leave(room, uid, id);
@@ -36,15 +36,15 @@ static void memory_leave(struct worker *w, const char *room, uint64_t uid, const
 }
 
 static void memory_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
-                        void *ctx)
+                                void *ctx)
 {
     struct store_result r = {0};
     r.err = registry_check_listen(room, attrs, &r.uid);
     cb(&r, ctx);
 }
 
-static void memory_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
-                     void *ctx)
+static void memory_room_view(struct worker *w, const char *room, uint64_t uid, long limit,
+                             store_cb cb, void *ctx)
 {
     struct store_result r = {0};
     r.data = registry_status(room, uid, limit);

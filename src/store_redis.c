@@ -62,9 +62,8 @@ static const char JOIN_ADD_LUA[] =
     "redis.call('SADD', KEYS[3], ARGV[4]) return 1";
 /* A member written again after a reconnect: the room may not be back yet
  * (a Redis that restarted empty is re-seeded from the bus link). */
-static const char MEMBER_SET_LUA[] =
-    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
-    "redis.call('SADD', KEYS[2], ARGV[3]) return 1";
+static const char MEMBER_SET_LUA[] = "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) "
+                                     "redis.call('SADD', KEYS[2], ARGV[3]) return 1";
 /* Put rooms back into an empty Redis, all or none: ARGV is the key prefix
  * then, per room, its name, its pattern's pair count and the pairs. */
 static const char RESEED_LUA[] =
@@ -73,14 +72,12 @@ static const char RESEED_LUA[] =
     "redis.call('SADD', KEYS[1], room) "
     "for j = 0, n - 1 do redis.call('HSET', ARGV[1] .. 'room:' .. room .. ':pattern', "
     "ARGV[i+2+2*j], ARGV[i+3+2*j]) end i = i + 2 + 2 * n end return 1";
-static const char ROOM_ADD_LUA[] =
-    "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end "
-    "redis.call('DEL', KEYS[2], KEYS[3]) "
-    "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
-static const char ROOM_DEL_LUA[] =
-    "if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end "
-    "redis.call('DEL', KEYS[2], KEYS[3]) "
-    "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
+static const char ROOM_ADD_LUA[] = "if redis.call('SADD', KEYS[1], ARGV[1]) == 0 then return 0 end "
+                                   "redis.call('DEL', KEYS[2], KEYS[3]) "
+                                   "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
+static const char ROOM_DEL_LUA[] = "if redis.call('SREM', KEYS[1], ARGV[1]) == 0 then return 0 end "
+                                   "redis.call('DEL', KEYS[2], KEYS[3]) "
+                                   "redis.call('PUBLISH', KEYS[4], ARGV[2]) return 1";
 static const char PATTERN_LUA[] =
     "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 0 then return 0 end "
     "redis.call('DEL', KEYS[2]) "
@@ -135,11 +132,11 @@ static const char *room_key(char *buf, size_t len, const char *room, const char 
 }
 
 /* A bus message: "SERVER\nTYPE\nROOM\nSKIP\nPAYLOAD"; malloc'd. */
-static char *bus_message(const char *type, const char *room, const char *skip,
-                         const char *payload, size_t plen, size_t *len)
+static char *bus_message(const char *type, const char *room, const char *skip, const char *payload,
+                         size_t plen, size_t *len)
 {
-    size_t n = strlen(server_id) + strlen(type) + strlen(room) + strlen(skip ? skip : "") +
-               plen + 5;
+    size_t n =
+        strlen(server_id) + strlen(type) + strlen(room) + strlen(skip ? skip : "") + plen + 5;
     char *b = malloc(n);
     if (!b)
         return NULL;
@@ -250,8 +247,8 @@ static void link_connect(struct redis_link *link);
 static void link_schedule_retry(struct redis_link *link)
 {
     struct timeval tv = {link->backoff_ms / 1000, (link->backoff_ms % 1000) * 1000};
-    link->backoff_ms = link->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS
-                                                                     : link->backoff_ms * 2;
+    link->backoff_ms =
+        link->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : link->backoff_ms * 2;
     event_add(link->retry_ev, &tv);
 }
 
@@ -414,8 +411,8 @@ static bool reseed_rooms(json_object *local)
         json_object_object_foreach(patterns[i], key, value)
         {
             argv[argc++] = key;
-            argv[argc] = owned[argc] = strdup(
-                value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS) : "null");
+            argv[argc] = owned[argc] =
+                strdup(value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS) : "null");
             argc++;
         }
     }
@@ -470,8 +467,8 @@ static void mirror_sync(void)
     json_object_put(local);
     for (size_t j = 0; j < rooms->elements; j++) {
         char key[1024];
-        const char *hv[] = {"HGETALL", room_key(key, sizeof(key), rooms->element[j]->str,
-                                                  "pattern")};
+        const char *hv[] = {"HGETALL",
+                            room_key(key, sizeof(key), rooms->element[j]->str, "pattern")};
         redisReply *pairs = sync_cmd(2, hv);
         mirror_room(rooms->element[j]->str, pairs);
         freeReplyObject(pairs);
@@ -593,8 +590,7 @@ static bool redis_route_conn_call(const char *conn_id, int op, const char *arg_j
     bus_publish(NULL, "connop", "", NULL, text, strlen(text));
     json_object_put(o);
     struct timeval tv = {ROUTE_TIMEOUT_MS / 1000, (ROUTE_TIMEOUT_MS % 1000) * 1000};
-    event_base_once(main_base, -1, EV_TIMEOUT, on_route_timeout, (void *)(uintptr_t)rc->req,
-                    &tv);
+    event_base_once(main_base, -1, EV_TIMEOUT, on_route_timeout, (void *)(uintptr_t)rc->req, &tv);
     return true;
 }
 
@@ -841,8 +837,8 @@ struct redis_op {
     void *ctx;
 };
 
-static struct redis_op *op_new(struct worker *w, const char *room, const char *id,
-                               store_cb cb, void *ctx)
+static struct redis_op *op_new(struct worker *w, const char *room, const char *id, store_cb cb,
+                               void *ctx)
 {
     struct redis_op *op = calloc(1, sizeof(*op));
     if (!op)
@@ -883,15 +879,15 @@ static char *member_json(const char *id, int64_t joined_at)
 }
 
 /* Write membership of connection ID in ROOM to Redis on W's link. */
-static bool send_member_add(struct worker *w, const char *room, const char *id,
-                            int64_t joined_at, redisCallbackFn *fn, void *priv)
+static bool send_member_add(struct worker *w, const char *room, const char *id, int64_t joined_at,
+                            redisCallbackFn *fn, void *priv)
 {
     char members[1024], entry[1024];
     room_key(members, sizeof(members), room, "members");
     snprintf(entry, sizeof(entry), "%s\n%s", id, room);
     char *value = member_json(id, joined_at);
-    const char *argv[] = {"EVAL", JOIN_ADD_LUA, "3", key_rooms, members, key_self_members,
-                          room, id, value, entry};
+    const char *argv[] = {"EVAL",           JOIN_ADD_LUA, "3", key_rooms, members,
+                          key_self_members, room,         id,  value,     entry};
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(argv[i]);
@@ -907,8 +903,8 @@ static void on_join_added(redisAsyncContext *ac, void *reply, void *priv)
     link_done(ac);
     if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         registry_leave(op->room, op->uid, op->id);
-        op_fail(op, r && r->type == REDIS_REPLY_INTEGER ? ERR_ROOM_NOT_FOUND
-                                                        : ERR_STORE_UNAVAILABLE);
+        op_fail(op,
+                r && r->type == REDIS_REPLY_INTEGER ? ERR_ROOM_NOT_FOUND : ERR_STORE_UNAVAILABLE);
         return;
     }
     struct store_result res = {.uid = op->uid, .joined_at = op->joined_at};
@@ -937,8 +933,8 @@ static void on_join_checked(redisAsyncContext *ac, void *reply, void *priv)
         op_finish(op, &res);
         return;
     }
-    enum roomd_err err = registry_join(op->room, op->id, op->attrs, op->w->index, &op->uid,
-                                       &op->joined_at);
+    enum roomd_err err =
+        registry_join(op->room, op->id, op->attrs, op->w->index, &op->uid, &op->joined_at);
     if (err) {
         op_fail(op, err);
         return;
@@ -949,8 +945,8 @@ static void on_join_checked(redisAsyncContext *ac, void *reply, void *priv)
     }
 }
 
-static void join_or_listen(struct worker *w, const char *room, const char *id,
-                           json_object *attrs, bool listen, store_cb cb, void *ctx)
+static void join_or_listen(struct worker *w, const char *room, const char *id, json_object *attrs,
+                           bool listen, store_cb cb, void *ctx)
 {
     struct redis_op *op = op_new(w, room, id, cb, ctx);
     if (!op) {
@@ -961,8 +957,9 @@ static void join_or_listen(struct worker *w, const char *room, const char *id,
     op->attrs = attrs;
     op->listen = listen;
     char pattern[1024];
-    const char *argv[] = {"EVAL", JOIN_CHECK_LUA, "2", key_rooms,
-                          room_key(pattern, sizeof(pattern), room, "pattern"), room};
+    const char *argv[] = {
+        "EVAL", JOIN_CHECK_LUA, "2", key_rooms, room_key(pattern, sizeof(pattern), room, "pattern"),
+        room};
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
@@ -976,8 +973,8 @@ static void redis_join(struct worker *w, const char *room, const char *id, json_
     join_or_listen(w, room, id, attrs, false, cb, ctx);
 }
 
-static void redis_check_listen(struct worker *w, const char *room, json_object *attrs,
-                               store_cb cb, void *ctx)
+static void redis_check_listen(struct worker *w, const char *room, json_object *attrs, store_cb cb,
+                               void *ctx)
 {
     join_or_listen(w, room, NULL, attrs, true, cb, ctx);
 }
@@ -994,8 +991,8 @@ static void redis_leave(struct worker *w, const char *room, uint64_t uid, const 
     snprintf(entry, sizeof(entry), "%s\n%s", id, room);
     const char *hdel[] = {"HDEL", members, id};
     const char *srem[] = {"SREM", key_self_members, entry};
-    size_t hl[] = {4, strlen(members), strlen(id)}, sl[] = {4, strlen(key_self_members),
-                                                             strlen(entry)};
+    size_t hl[] = {4, strlen(members), strlen(id)},
+           sl[] = {4, strlen(key_self_members), strlen(entry)};
     struct redis_link *link = worker_link(w);
     if (link) {
         link_argv(link, NULL, NULL, 3, hdel, hl);
@@ -1106,8 +1103,7 @@ static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
         }
         if (stale && id) {
             char members[1024];
-            const char *hdel[] = {"HDEL", room_key(members, sizeof(members), room, "members"),
-                                  id};
+            const char *hdel[] = {"HDEL", room_key(members, sizeof(members), room, "members"), id};
             const char *srem[] = {"SREM", key_self_members, e};
             size_t hl[] = {4, strlen(members), strlen(id)};
             size_t sl[] = {4, strlen(key_self_members), r->element[i]->len};
@@ -1134,8 +1130,8 @@ static void on_worker_up(struct redis_link *link)
         room_key(members, sizeof(members), c->room, "members");
         snprintf(entry, sizeof(entry), "%s\n%s", c->id, c->room);
         char *value = member_json(c->id, c->room_joined_at);
-        const char *argv[] = {"EVAL", MEMBER_SET_LUA, "2", members, key_self_members,
-                              c->id, value ? value : "{}", entry};
+        const char *argv[] = {"EVAL", MEMBER_SET_LUA,       "2",  members, key_self_members,
+                              c->id,  value ? value : "{}", entry};
         size_t lens[8];
         for (int i = 0; i < 8; i++)
             lens[i] = strlen(argv[i]);
@@ -1244,8 +1240,8 @@ static enum roomd_err redis_room_set_pattern(const char *room, json_object *patt
                 err = ERR_INVALID_REQUEST;
                 goto out;
             }
-            texts[k] = strdup(value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS)
-                                    : "null");
+            texts[k] =
+                strdup(value ? json_object_to_json_string_ext(value, ROOMD_JSON_FLAGS) : "null");
             argv[argc++] = name;
             argv[argc++] = texts[k++];
         }

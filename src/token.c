@@ -169,8 +169,8 @@ char *token_sign(json_object *claims, const char *secret)
             snprintf(signing, signed_len + 1, "%s.%s", h, b);
             unsigned char mac[EVP_MAX_MD_SIZE];
             unsigned int maclen = 0;
-            HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)signing,
-                 signed_len, mac, &maclen);
+            HMAC(EVP_sha256(), secret, (int)strlen(secret), (unsigned char *)signing, signed_len,
+                 mac, &maclen);
             char *s = b64url_encode(mac, maclen);
             if (s && (token = malloc(signed_len + 1 + strlen(s) + 1)))
                 sprintf(token, "%s.%s", signing, s);

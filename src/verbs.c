@@ -25,7 +25,7 @@ struct pending {
     struct conn *c;
     uint64_t count;
     char *room;
-    bool welcome; /* the default-room join of a new session */
+    bool welcome;              /* the default-room join of a new session */
     verbs_member_cb member_cb; /* addMember from the server side */
     void *member_ctx;
     json_object *attrs; /* the attributes the store checks the pattern with */
@@ -109,8 +109,7 @@ static bool in_live_room(const struct conn *c, const char *name)
 
 /* Fetch and check a ROOM argument; replies with the error and returns
  * NULL when it is missing or malformed. */
-static const char *room_arg(struct conn *c, uint64_t count, const struct request *req,
-                            size_t *len)
+static const char *room_arg(struct conn *c, uint64_t count, const struct request *req, size_t *len)
 {
     const char *room = request_arg(req, "room", len);
     if (!room || *len == 0) {
@@ -227,8 +226,7 @@ static void verb_room_change(struct conn *c, uint64_t count, const struct reques
     store_join(c->worker, p->room, c->id, p->attrs = conn_attributes(c), joined, p);
 }
 
-void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb,
-                      void *ctx)
+void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb, void *ctx)
 {
     size_t len = strlen(room);
     if (len == 0) {
@@ -395,8 +393,7 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         return;
     }
-    json_object *chat =
-        msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
+    json_object *chat = msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
     struct msg *m = msg_new(chat);
     json_object_put(chat);
     if (m) {
@@ -486,8 +483,8 @@ static void verb_params_delete(struct conn *c, uint64_t count, const struct requ
  * built-ins no one may change. */
 static bool claim_ignored(const char *name)
 {
-    static const char *const ignored[] = {"exp", "iat", "nbf", "id", "type",
-                                          "remoteIP", "remotePort", "connectedAt"};
+    static const char *const ignored[] = {"exp",  "iat",      "nbf",        "id",
+                                          "type", "remoteIP", "remotePort", "connectedAt"};
     for (size_t i = 0; i < sizeof(ignored) / sizeof(ignored[0]); i++)
         if (!strcmp(name, ignored[i]))
             return true;
@@ -503,9 +500,9 @@ static void verb_auth(struct conn *c, uint64_t count, const struct request *req)
     size_t len;
     const char *token = request_arg(req, "token", &len);
     json_object *claims = NULL;
-    enum roomd_err err = token ? token_verify(token, len, settings.token_secret,
-                                              now_ms() / 1000, &claims)
-                               : ERR_INVALID_TOKEN;
+    enum roomd_err err =
+        token ? token_verify(token, len, settings.token_secret, now_ms() / 1000, &claims)
+              : ERR_INVALID_TOKEN;
     if (err) {
         conn_reply_err(c, count, err);
         return;

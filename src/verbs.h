@@ -22,8 +22,7 @@ void verbs_disconnected(struct conn *c);
  * pattern is checked unless FORCE), then call CB with the verb's error or
  * whether C was added (false: it was already there). */
 typedef void (*verbs_member_cb)(enum roomd_err err, bool added, void *ctx);
-void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb,
-                      void *ctx);
+void verbs_add_member(struct conn *c, const char *room, bool force, verbs_member_cb cb, void *ctx);
 /* The server side's removeMember: roomLeave without a reply. */
 bool verbs_remove_member(struct conn *c);
 

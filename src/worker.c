@@ -374,8 +374,7 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
         slot_record(c, uid, (uint32_t)slot);
         return;
     }
-    if (lr->nslots == lr->cap &&
-        !slots_resize(lr, lr->cap ? lr->cap * 2 : LOCAL_SLOTS_INITIAL)) {
+    if (lr->nslots == lr->cap && !slots_resize(lr, lr->cap ? lr->cap * 2 : LOCAL_SLOTS_INITIAL)) {
         log_error("out of memory subscribing to room '%s'", name);
         if (lr->nslots == 0) {
             HASH_DEL(w->rooms, lr);
@@ -544,8 +543,8 @@ static void run_job(struct worker *w, struct job *job)
             close(job->u.conn.fd);
             conn_slot_release();
         } else
-            conn_new(w, job->u.conn.fd, job->u.conn.transport,
-                     (struct sockaddr *)&job->u.conn.addr, (int)job->u.conn.addrlen);
+            conn_new(w, job->u.conn.fd, job->u.conn.transport, (struct sockaddr *)&job->u.conn.addr,
+                     (int)job->u.conn.addrlen);
         break;
     case JOB_DELIVER:
         deliver_local(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);

@@ -66,14 +66,14 @@ struct worker {
     int wake_fd;
     struct event *wake_ev;
 
-    struct event *reap_ev;      /* frees closed connections, outside callbacks */
-    struct conn *reap_list;     /* closed, waiting to be freed */
-    struct event *shutdown_ev;  /* the deadline of a graceful stop */
-    struct event *flush_ev;     /* writes pending output once per loop turn */
-    struct conn *out_pending;   /* connections with output not yet written */
-    struct conn *conns;         /* hash by serial: every live connection */
-    struct local_room *rooms;   /* hash by room uid: local recipients */
-    uint64_t *batched;          /* uids of the rooms with a batch this turn */
+    struct event *reap_ev;     /* frees closed connections, outside callbacks */
+    struct conn *reap_list;    /* closed, waiting to be freed */
+    struct event *shutdown_ev; /* the deadline of a graceful stop */
+    struct event *flush_ev;    /* writes pending output once per loop turn */
+    struct conn *out_pending;  /* connections with output not yet written */
+    struct conn *conns;        /* hash by serial: every live connection */
+    struct local_room *rooms;  /* hash by room uid: local recipients */
+    uint64_t *batched;         /* uids of the rooms with a batch this turn */
     uint32_t nbatched, batched_cap;
     bool stopping;
     void *store_state; /* the store's per-worker state (Redis: a connection) */
@@ -84,7 +84,7 @@ struct worker {
     _Atomic uint64_t stat_delivered;
     _Atomic uint64_t stat_slow_dropped;
     _Atomic uint64_t stat_bytes_out;
-    _Atomic uint64_t stat_connections; /* live, owned by this worker */
+    _Atomic uint64_t stat_connections;        /* live, owned by this worker */
     _Atomic uint64_t stat_errors[ERR__COUNT]; /* error replies by kind */
 };
 
@@ -125,8 +125,7 @@ void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct
                         unsigned flag);
 
 /* Count one event in a worker's statistics (its own thread only). */
-#define worker_count(w, field) \
-    atomic_fetch_add_explicit(&(w)->field, 1, memory_order_relaxed)
+#define worker_count(w, field) atomic_fetch_add_explicit(&(w)->field, 1, memory_order_relaxed)
 
 /* The main thread's event base (admin API); other threads hand it work with
  * event_base_once(), which is safe because main_base has locking on. */

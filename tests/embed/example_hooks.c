@@ -101,9 +101,9 @@ int main(int argc, char **argv)
         .on_say = on_say,
         .ud = NULL,
     };
-    roomd_set_hooks(&hooks); /* copied; before the server runs */
+    roomd_set_hooks(&hooks);         /* copied; before the server runs */
     int rc = roomd_main(argc, argv); /* roomd_init + roomd_run + cleanup */
-    fprintf(stderr, "example_hooks: %ld connections, %ld disconnects\n",
-            atomic_load(&connects), atomic_load(&disconnects));
+    fprintf(stderr, "example_hooks: %ld connections, %ld disconnects\n", atomic_load(&connects),
+            atomic_load(&disconnects));
     return rc;
 }

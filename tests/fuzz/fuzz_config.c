@@ -34,22 +34,25 @@
 #define MODE_SET 0x01u
 #define ERR_LEN 256
 
-#define STR_FIELDS(X)                                                                          \
-    X(bind) X(websocket_bind) X(admin_bind) X(admin_key) X(store) X(redis_prefix) X(server_id) \
-        X(starting_rooms) X(default_room) X(welcome_message) X(token_secret) X(log_level)      \
-            X(pid_file) X(log_file)
-#define NUM_FIELDS(X)                                                                          \
-    X(port) X(websocket_port) X(admin_port) X(workers) X(server_timeout) X(redis_wait)         \
-        X(announcements) X(max_connections) X(max_line) X(max_room_name) X(max_params)        \
-            X(output_limit) X(say_rate) X(say_burst) X(idle_timeout) X(room_view_limit)
+/* The lists as written: clang-format refills them differently on each pass. */
+// clang-format off
+#define STR_FIELDS(X) \
+    X(bind) X(websocket_bind) X(admin_bind) X(admin_key) X(store) X(redis_prefix) \
+    X(server_id) X(starting_rooms) X(default_room) X(welcome_message) X(token_secret) \
+    X(log_level) X(pid_file) X(log_file)
+#define NUM_FIELDS(X) \
+    X(port) X(websocket_port) X(admin_port) X(workers) X(server_timeout) X(redis_wait) \
+    X(announcements) X(max_connections) X(max_line) X(max_room_name) X(max_params) \
+    X(output_limit) X(say_rate) X(say_burst) X(idle_timeout) X(room_view_limit)
+// clang-format on
 
 static bool configs_equal(const struct roomd_config *a, const struct roomd_config *b)
 {
-#define CMP_STR(f)                                                                             \
-    if (!a->f || !b->f || strcmp(a->f, b->f) != 0)                                             \
+#define CMP_STR(f)                                                                                 \
+    if (!a->f || !b->f || strcmp(a->f, b->f) != 0)                                                 \
         return false;
-#define CMP_NUM(f)                                                                             \
-    if (a->f != b->f)                                                                          \
+#define CMP_NUM(f)                                                                                 \
+    if (a->f != b->f)                                                                              \
         return false;
     STR_FIELDS(CMP_STR)
     NUM_FIELDS(CMP_NUM)

@@ -30,8 +30,8 @@
 #define FUZZ_SECRET "fuzz-secret"
 #define FUZZ_OTHER_SECRET "fuzz-secret2"
 #define FUZZ_NOW INT64_C(1700000000)
-#define CLAIMS_DEPTH 16   /* token.c's TOKEN_JSON_DEPTH */
-#define TOKEN_MAX 8192    /* token.c's TOKEN_MAX_LEN */
+#define CLAIMS_DEPTH 16 /* token.c's TOKEN_JSON_DEPTH */
+#define TOKEN_MAX 8192  /* token.c's TOKEN_MAX_LEN */
 #define MODE_SIGN 0x01u
 
 /* Verify; the claims object or NULL, checking the answer's shape. */
@@ -62,10 +62,10 @@ static enum roomd_err expected_answer(json_object *claims)
     json_object *exp = NULL, *nbf = NULL;
     bool has_exp = json_object_object_get_ex(claims, "exp", &exp);
     bool has_nbf = json_object_object_get_ex(claims, "nbf", &nbf);
-    bool exp_num = json_object_is_type(exp, json_type_int) ||
-                   json_object_is_type(exp, json_type_double);
-    bool nbf_num = json_object_is_type(nbf, json_type_int) ||
-                   json_object_is_type(nbf, json_type_double);
+    bool exp_num =
+        json_object_is_type(exp, json_type_int) || json_object_is_type(exp, json_type_double);
+    bool nbf_num =
+        json_object_is_type(nbf, json_type_int) || json_object_is_type(nbf, json_type_double);
     if ((has_exp && !exp_num) || (has_nbf && !nbf_num))
         return ERR_INVALID_TOKEN;
     if (has_nbf && (double)FUZZ_NOW < json_object_get_double(nbf))

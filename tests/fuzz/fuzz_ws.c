@@ -73,8 +73,7 @@ static void fuzz_output(void *arg, const uint8_t *data, size_t len)
             continue;
         unsigned op = f[0] & OPCODE_BITS;
         if (!(f[0] & FIN_BIT) || (f[0] & RSV_BITS) || (f[1] & MASK_BIT) ||
-            (f[1] & LEN7_BITS) > CONTROL_MAX ||
-            (op != OP_CLOSE && op != OP_PING && op != OP_PONG))
+            (f[1] & LEN7_BITS) > CONTROL_MAX || (op != OP_CLOSE && op != OP_PING && op != OP_PONG))
             abort();
         if (op == OP_CLOSE)
             sink->closed = true;

@@ -36,9 +36,8 @@ static void write_file(const char *text)
     close(fd);
 }
 
-#define ASSERT_ERR_HAS(needle)                                                                   \
-    ck_assert_msg(strstr(err, (needle)) != NULL, "error '%s' does not mention '%s'", err,       \
-                  (needle))
+#define ASSERT_ERR_HAS(needle)                                                                     \
+    ck_assert_msg(strstr(err, (needle)) != NULL, "error '%s' does not mention '%s'", err, (needle))
 
 START_TEST(test_defaults)
 {
@@ -236,8 +235,7 @@ END_TEST
 
 START_TEST(test_load_missing_file)
 {
-    ck_assert_int_eq(
-        config_load_file(&cfg, "/nonexistent/roomd-check.conf", err, sizeof(err)), -1);
+    ck_assert_int_eq(config_load_file(&cfg, "/nonexistent/roomd-check.conf", err, sizeof(err)), -1);
     ASSERT_ERR_HAS("/nonexistent/roomd-check.conf");
 }
 END_TEST

@@ -281,8 +281,8 @@ START_TEST(test_status_limit)
         ck_assert_ptr_nonnull(st);
         json_object *members, *n;
         ck_assert(json_object_object_get_ex(st, "members", &members));
-        ck_assert_msg(json_object_object_length(members) == listed[i],
-                      "limit %ld listed %d", limits[i], json_object_object_length(members));
+        ck_assert_msg(json_object_object_length(members) == listed[i], "limit %ld listed %d",
+                      limits[i], json_object_object_length(members));
         ck_assert(json_object_object_get_ex(st, "membersCount", &n));
         ck_assert_int_eq(json_object_get_int64(n), 5);
         json_object_put(st);
@@ -353,8 +353,8 @@ START_TEST(test_pattern_join)
                      "{\"authenticated\":true,\"level\":3}");
     json_object_put(p);
 
-    json_object *ok = json_tokener_parse(
-        "{\"id\":\"c1\",\"authenticated\":true,\"level\":3,\"extra\":\"x\"}");
+    json_object *ok =
+        json_tokener_parse("{\"id\":\"c1\",\"authenticated\":true,\"level\":3,\"extra\":\"x\"}");
     json_object *bad_type = json_tokener_parse("{\"id\":\"c2\",\"authenticated\":\"true\","
                                                "\"level\":3}");
     json_object *bad_value = json_tokener_parse("{\"id\":\"c3\",\"authenticated\":true,"

@@ -49,8 +49,8 @@ static void expect_no_param(const char *line)
 static void expect_invalid(const char *s, size_t len)
 {
     struct request req;
-    ck_assert_msg(request_parse(s, len, &req) == ERR_INVALID_REQUEST,
-                  "accepted: %.*s", (int)(len > 80 ? 80 : len), s);
+    ck_assert_msg(request_parse(s, len, &req) == ERR_INVALID_REQUEST, "accepted: %.*s",
+                  (int)(len > 80 ? 80 : len), s);
     request_free(&req);
 }
 
@@ -212,14 +212,14 @@ START_TEST(test_json_rfc8259_only)
      * these is JSON (RFC 8259), each must be refused.  Every one accepted
      * is listed in the failure message. */
     static const char *const not_json[] = {
-        "{\"event\":\"say\",}",                 /* trailing comma in object */
-        "{\"event\":\"say\",\"m\":[1,]}",       /* trailing comma in array */
-        "{'event':'say'}",                        /* single quotes */
-        "{\"event\":\"say\",\"m\":/*c*/1}",     /* comment */
-        "{\"event\":\"say\",\"m\":01}",         /* leading zero */
-        "{\"event\":\"say\",\"m\":NaN}",        /* NaN */
-        "{\"event\":\"say\",\"m\":Infinity}",   /* Infinity */
-        "{\"event\":\"say\",\"m\":\"a\tb\"}",  /* raw control character in a string */
+        "{\"event\":\"say\",}",               /* trailing comma in object */
+        "{\"event\":\"say\",\"m\":[1,]}",     /* trailing comma in array */
+        "{'event':'say'}",                    /* single quotes */
+        "{\"event\":\"say\",\"m\":/*c*/1}",   /* comment */
+        "{\"event\":\"say\",\"m\":01}",       /* leading zero */
+        "{\"event\":\"say\",\"m\":NaN}",      /* NaN */
+        "{\"event\":\"say\",\"m\":Infinity}", /* Infinity */
+        "{\"event\":\"say\",\"m\":\"a\tb\"}", /* raw control character in a string */
     };
     char accepted[1024] = "";
     for (size_t i = 0; i < sizeof(not_json) / sizeof(not_json[0]); i++) {

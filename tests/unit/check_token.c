@@ -24,8 +24,8 @@
 #include "token.h"
 
 /* https://jwt.io's example token and its secret. */
-#define JWTIO_TOKEN                                                                              \
-    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwi" \
+#define JWTIO_TOKEN                                                                                \
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwi"    \
     "aWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
 #define JWTIO_SECRET "your-256-bit-secret"
 #define JWTIO_IAT 1516239022
@@ -98,8 +98,8 @@ static enum roomd_err verify_at(const char *token, const char *secret, int64_t n
     if (err != ERR_NONE)
         ck_assert_msg(claims == NULL, "claims not NULL after error %d for %s", err, token);
     else
-        ck_assert_msg(json_object_is_type(claims, json_type_object),
-                      "claims not an object for %s", token);
+        ck_assert_msg(json_object_is_type(claims, json_type_object), "claims not an object for %s",
+                      token);
     if (claims_out)
         *claims_out = claims;
     else
@@ -181,7 +181,8 @@ START_TEST(test_jwtio_reference_signed)
 {
     /* token_sign writes the same header and compact claims as jwt.io's
      * example, so it must produce that very token. */
-    json_object *claims = parse("{\"sub\":\"1234567890\",\"name\":\"John Doe\",\"iat\":1516239022}");
+    json_object *claims =
+        parse("{\"sub\":\"1234567890\",\"name\":\"John Doe\",\"iat\":1516239022}");
     char *t = token_sign(claims, JWTIO_SECRET);
     ck_assert_ptr_nonnull(t);
     ck_assert_str_eq(t, JWTIO_TOKEN);
@@ -193,8 +194,7 @@ END_TEST
 START_TEST(test_wrong_secret)
 {
     ck_assert_int_eq(verify_at(JWTIO_TOKEN, "your-256-bit-secreT", NOW, NULL), ERR_INVALID_TOKEN);
-    ck_assert_int_eq(verify_at(JWTIO_TOKEN, "your-256-bit-secret ", NOW, NULL),
-                     ERR_INVALID_TOKEN);
+    ck_assert_int_eq(verify_at(JWTIO_TOKEN, "your-256-bit-secret ", NOW, NULL), ERR_INVALID_TOKEN);
     ck_assert_int_eq(verify_at(JWTIO_TOKEN, SECRET, NOW, NULL), ERR_INVALID_TOKEN);
 }
 END_TEST
@@ -303,9 +303,12 @@ START_TEST(test_alg_none_signed)
 {
     /* A correct HMAC-SHA256 signature does not make alg none acceptable. */
     static const char *const headers[] = {
-        "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{\"alg\":\"None\"}", "{\"alg\":\"NONE\"}",
+        "{\"alg\":\"none\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"None\"}",
+        "{\"alg\":\"NONE\"}",
         "{\"typ\":\"JWT\"}", /* no alg at all */
-        "{\"alg\":null}",     "{\"alg\":\"\"}",
+        "{\"alg\":null}",
+        "{\"alg\":\"\"}",
     };
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
         char *t = make_token(headers[i], "{\"role\":\"admin\"}", SECRET);
@@ -320,8 +323,12 @@ START_TEST(test_alg_other)
     /* Other algorithms, signed with HMAC-SHA256 (what an attacker who
      * knows roomd only checks HS256 signatures would send). */
     static const char *const headers[] = {
-        "{\"alg\":\"HS512\",\"typ\":\"JWT\"}", "{\"alg\":\"HS384\"}", "{\"alg\":\"RS256\"}",
-        "{\"alg\":\"hs256\"}", "{\"alg\":\"HS256 \"}", "{\"alg\":[\"HS256\"]}",
+        "{\"alg\":\"HS512\",\"typ\":\"JWT\"}",
+        "{\"alg\":\"HS384\"}",
+        "{\"alg\":\"RS256\"}",
+        "{\"alg\":\"hs256\"}",
+        "{\"alg\":\"HS256 \"}",
+        "{\"alg\":[\"HS256\"]}",
         "{\"alg\":256}",
     };
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
@@ -336,8 +343,8 @@ START_TEST(test_alg_other)
     snprintf(signing, sizeof(signing), "%s.%s", h, p);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    HMAC(EVP_sha512(), SECRET, (int)strlen(SECRET), (unsigned char *)signing, strlen(signing),
-         mac, &maclen);
+    HMAC(EVP_sha512(), SECRET, (int)strlen(SECRET), (unsigned char *)signing, strlen(signing), mac,
+         &maclen);
     ck_assert_uint_eq(maclen, 64);
     char *s = b64url(mac, maclen);
     char t[512];
@@ -353,7 +360,8 @@ START_TEST(test_header_extra_fields_ok)
 {
     /* Only alg matters; typ may be absent or anything, kid may be there. */
     static const char *const headers[] = {
-        "{\"alg\":\"HS256\"}", "{\"typ\":\"JWT\",\"alg\":\"HS256\"}",
+        "{\"alg\":\"HS256\"}",
+        "{\"typ\":\"JWT\",\"alg\":\"HS256\"}",
         "{\"alg\":\"HS256\",\"kid\":\"k1\",\"typ\":\"at+jwt\"}",
     };
     for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
@@ -406,9 +414,9 @@ START_TEST(test_non_base64url_chars)
      * standard base64's + and /, padding, whitespace, others. */
     static const char bad[] = {'+', '/', '=', ' ', '\t', '\n', '\r', '*', '!', '~', '%', '\\'};
     size_t positions[3];
-    positions[0] = 2;                                 /* in the header */
+    positions[0] = 2;                                      /* in the header */
     positions[1] = (size_t)(strchr(good, '.') - good) + 3; /* in the payload */
-    positions[2] = len - 5;                           /* in the signature */
+    positions[2] = len - 5;                                /* in the signature */
     for (size_t p = 0; p < 3; p++)
         for (size_t b = 0; b < sizeof(bad); b++) {
             char *t = strdup(good);
@@ -469,8 +477,8 @@ START_TEST(test_padding_refused)
     snprintf(signing, sizeof(signing), "%s.%s", h, padded);
     unsigned char mac[EVP_MAX_MD_SIZE];
     unsigned int maclen = 0;
-    HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (unsigned char *)signing, strlen(signing),
-         mac, &maclen);
+    HMAC(EVP_sha256(), SECRET, (int)strlen(SECRET), (unsigned char *)signing, strlen(signing), mac,
+         &maclen);
     char *s = b64url(mac, maclen);
     snprintf(t, sizeof(t), "%s.%s", signing, s);
     ck_assert_int_eq(verify(t), ERR_INVALID_TOKEN);
@@ -555,8 +563,8 @@ START_TEST(test_json_strict)
      * or written in a lenient dialect, is malformed even when the
      * signature is right. */
     static const char *const payloads[] = {
-        "{\"a\":1}}", "{\"a\":1} x", "{\"a\":1}{\"b\":2}", "{\"a\":1},", "{'a':1}",
-        "{\"a\":1,}", "{\"a\":NaN}", "{\"a\":[1,]}",
+        "{\"a\":1}}", "{\"a\":1} x", "{\"a\":1}{\"b\":2}", "{\"a\":1},",
+        "{'a':1}",    "{\"a\":1,}",  "{\"a\":NaN}",        "{\"a\":[1,]}",
     };
     int accepted = 0;
     char which[512] = "";
@@ -604,9 +612,8 @@ START_TEST(test_exp_claims_returned)
     /* A valid token's claims come back whole, exp/iat/nbf included (the
      * auth verb, not token_verify, leaves them out of the attributes). */
     char payload[256];
-    snprintf(payload, sizeof(payload),
-             "{\"sub\":\"u\",\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld}", (long long)NOW + 60,
-             (long long)NOW - 60, (long long)NOW - 60);
+    snprintf(payload, sizeof(payload), "{\"sub\":\"u\",\"exp\":%lld,\"nbf\":%lld,\"iat\":%lld}",
+             (long long)NOW + 60, (long long)NOW - 60, (long long)NOW - 60);
     char *t = hs256(payload);
     json_object *claims = NULL;
     ck_assert_int_eq(verify_at(t, SECRET, NOW, &claims), ERR_NONE);
@@ -647,8 +654,8 @@ END_TEST
 START_TEST(test_non_numeric_times)
 {
     static const char *const values[] = {
-        "\"1800000000\"", "\"tomorrow\"", "true", "false", "null", "[1800000000]",
-        "{\"t\":1800000000}", "\"\"",
+        "\"1800000000\"", "\"tomorrow\"",       "true", "false", "null",
+        "[1800000000]",   "{\"t\":1800000000}", "\"\"",
     };
     for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
         char payload[128];
@@ -677,8 +684,8 @@ START_TEST(test_round_trip_json_types)
     char *t = token_sign(claims, SECRET);
     ck_assert_ptr_nonnull(t);
     /* Three non-empty base64url parts. */
-    ck_assert_uint_eq(strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."),
-                      strlen(t));
+    ck_assert_uint_eq(
+        strspn(t, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."), strlen(t));
     const char *dot1 = strchr(t, '.'), *dot2 = strrchr(t, '.');
     ck_assert(dot1 && dot2 && dot1 < dot2 && dot1 > t && dot2 > dot1 + 1 && dot2[1]);
     ck_assert_uint_eq(strlen(dot2 + 1), 43); /* 32 bytes, unpadded */
@@ -688,7 +695,8 @@ START_TEST(test_round_trip_json_types)
                   json_object_to_json_string_ext(back, ROOMD_JSON_FLAGS));
     json_object *v;
     ck_assert(json_object_object_get_ex(back, "n", &v) && v == NULL);
-    ck_assert(json_object_object_get_ex(back, "t", &v) && json_object_is_type(v, json_type_boolean));
+    ck_assert(json_object_object_get_ex(back, "t", &v) &&
+              json_object_is_type(v, json_type_boolean));
     ck_assert(json_object_object_get_ex(back, "d", &v) && json_object_is_type(v, json_type_double));
     json_object_put(back);
     /* Another secret does not verify it. */

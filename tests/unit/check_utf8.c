@@ -41,11 +41,11 @@ END_TEST
 
 START_TEST(test_three_byte)
 {
-    ck_assert(VALID("\xe0\xa0\x80")); /* U+0800, lowest */
-    ck_assert(VALID("\xe2\x82\xac")); /* € */
-    ck_assert(VALID("\xed\x9f\xbf")); /* U+D7FF, just below surrogates */
-    ck_assert(VALID("\xee\x80\x80")); /* U+E000, just above surrogates */
-    ck_assert(VALID("\xef\xbf\xbf")); /* U+FFFF */
+    ck_assert(VALID("\xe0\xa0\x80"));             /* U+0800, lowest */
+    ck_assert(VALID("\xe2\x82\xac"));             /* € */
+    ck_assert(VALID("\xed\x9f\xbf"));             /* U+D7FF, just below surrogates */
+    ck_assert(VALID("\xee\x80\x80"));             /* U+E000, just above surrogates */
+    ck_assert(VALID("\xef\xbf\xbf"));             /* U+FFFF */
     ck_assert(VALID("\xe6\x97\xa5\xe6\x9c\xac")); /* 日本 */
 }
 END_TEST
@@ -81,10 +81,10 @@ END_TEST
 
 START_TEST(test_surrogates)
 {
-    ck_assert(!VALID("\xed\xa0\x80")); /* U+D800 */
-    ck_assert(!VALID("\xed\xaf\xbf")); /* U+DBFF */
-    ck_assert(!VALID("\xed\xb0\x80")); /* U+DC00 */
-    ck_assert(!VALID("\xed\xbf\xbf")); /* U+DFFF */
+    ck_assert(!VALID("\xed\xa0\x80"));             /* U+D800 */
+    ck_assert(!VALID("\xed\xaf\xbf"));             /* U+DBFF */
+    ck_assert(!VALID("\xed\xb0\x80"));             /* U+DC00 */
+    ck_assert(!VALID("\xed\xbf\xbf"));             /* U+DFFF */
     ck_assert(!VALID("\xed\xa0\xbd\xed\xb8\x80")); /* CESU-8 pair */
 }
 END_TEST
@@ -124,9 +124,12 @@ START_TEST(test_truncated)
     ck_assert(!utf8_valid("\xf0\x9f\x98\x80", 3));
     ck_assert(utf8_valid("a\xc3\xa9", 1));
     /* A lead byte followed by something other than a continuation. */
-    ck_assert(!VALID("\xc3" "A"));
-    ck_assert(!VALID("\xe2\x82" "A"));
-    ck_assert(!VALID("\xf0\x9f\x98" "A"));
+    ck_assert(!VALID("\xc3"
+                     "A"));
+    ck_assert(!VALID("\xe2\x82"
+                     "A"));
+    ck_assert(!VALID("\xf0\x9f\x98"
+                     "A"));
     ck_assert(!VALID("\xe2\x82\xc3\xa9"));
 }
 END_TEST
@@ -135,7 +138,8 @@ START_TEST(test_stray_continuation)
 {
     ck_assert(!VALID("\x80"));
     ck_assert(!VALID("\xbf"));
-    ck_assert(!VALID("a\x80" "b"));
+    ck_assert(!VALID("a\x80"
+                     "b"));
     ck_assert(!VALID("\xc3\xa9\xa9")); /* one continuation too many */
     ck_assert(!VALID("\xe2\x82\xac\x80"));
     for (int c = 0x80; c <= 0xbf; c++) {

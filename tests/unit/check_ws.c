@@ -63,8 +63,7 @@ START_TEST(test_header_64_bit)
     static const uint8_t want_65536[] = {0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0};
     ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 65536), 10);
     ck_assert_mem_eq(h, want_65536, 10);
-    static const uint8_t want_big[] = {0x81, 127, 0x01, 0x23, 0x45, 0x67,
-                                       0x89, 0xab, 0xcd, 0xef};
+    static const uint8_t want_big[] = {0x81, 127, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
     ck_assert_uint_eq(ws_frame_header(h, WS_OP_TEXT, 0x0123456789abcdefULL), 10);
     ck_assert_mem_eq(h, want_big, 10);
 }
@@ -83,9 +82,9 @@ END_TEST
 
 /* ============================================================= handshake */
 
-#define GOOD_UPGRADE                                                                     \
-    "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"           \
-    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"             \
+#define GOOD_UPGRADE                                                                               \
+    "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"                     \
+    "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                       \
     "Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 struct handshake {
@@ -153,7 +152,8 @@ END_TEST
 START_TEST(test_upgrade_then_frames)
 {
     /* Bytes after the head are frames: not consumed by the handshake. */
-    static const char buf[] = GOOD_UPGRADE "\x81\x85" "abcd";
+    static const char buf[] = GOOD_UPGRADE "\x81\x85"
+                                           "abcd";
     struct handshake hs = feed(buf, sizeof(buf) - 1, 0);
     ck_assert_int_eq(hs.reply.status, 101);
     ck_assert_uint_eq(hs.consumed, sizeof(GOOD_UPGRADE) - 1);
@@ -185,7 +185,9 @@ START_TEST(test_upgrade_bad_keys)
 {
     static const char *const keys[] = {
         "dGhlIHNhbXBsZSBub25jZQ", /* no padding */
-        "dGhlIHNhbXBsZSBub25jZQ=!", "dGhlIHNhbXBsZS*ub25jZQ==", "c2hvcnQ=",
+        "dGhlIHNhbXBsZSBub25jZQ=!",
+        "dGhlIHNhbXBsZS*ub25jZQ==",
+        "c2hvcnQ=",
         "dGhlIHNhbXBsZSBub25jZQ==dGhlIHNhbXBsZSBub25jZQ==",
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
@@ -396,7 +398,7 @@ static int close_code(const struct sink *sink)
 {
     for (size_t i = 0; i + 1 < sink->outlen;) {
         uint8_t op = sink->out[i] & 0x0f, len = sink->out[i + 1] & 0x7f;
-        ck_assert_uint_lt(len, 126);                  /* control frames only here */
+        ck_assert_uint_lt(len, 126);                       /* control frames only here */
         ck_assert_uint_eq(sink->out[i + 1] & MASK_BIT, 0); /* server frames unmasked */
         if (op == OP_CLOSE)
             return len >= 2 ? sink->out[i + 2] << 8 | sink->out[i + 3] : 0;
@@ -504,8 +506,8 @@ START_TEST(test_too_long_64_bit_length)
     /* A frame declaring 2^40 bytes: refused before its payload arrives. */
     struct sink sink;
     struct ws_stream *s = stream(&sink);
-    uint8_t buf[] = {FIN_BIT | OP_TEXT, MASK_BIT | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4,
-                     'x', 'y'};
+    uint8_t buf[] = {
+        FIN_BIT | OP_TEXT, MASK_BIT | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4, 'x', 'y'};
     ck_assert(ws_stream_feed(s, buf, sizeof(buf)));
     ck_assert_int_eq(sink.nmsgs, 0);
     ws_stream_free(s);
@@ -533,8 +535,8 @@ static void expect_close(const uint8_t *data, size_t len, int code)
 
 START_TEST(test_invalid_utf8)
 {
-    static const char *const bad[] = {"\xc3\x28", "\xed\xa0\x80", "\xf4\x90\x80\x80",
-                                      "\xc0\xaf", "abc\xe2\x98"};
+    static const char *const bad[] = {"\xc3\x28", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xc0\xaf",
+                                      "abc\xe2\x98"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         uint8_t buf[64];
         size_t n = frame(buf, FIN_BIT | OP_TEXT, true, bad[i], strlen(bad[i]), 0);
@@ -598,7 +600,10 @@ END_TEST
 START_TEST(test_client_close_is_echoed)
 {
     uint8_t buf[64];
-    size_t n = frame(buf, FIN_BIT | OP_CLOSE, true, "\x03\xe8" "bye", 5, 0);
+    size_t n = frame(buf, FIN_BIT | OP_CLOSE, true,
+                     "\x03\xe8"
+                     "bye",
+                     5, 0);
     expect_close(buf, n, 1000);
     n = frame(buf, FIN_BIT | OP_CLOSE, true, "", 0, 0); /* no code: echoed without one */
     expect_close(buf, n, 0);
