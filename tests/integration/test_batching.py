@@ -10,7 +10,11 @@ than one combined buffer takes):
   - a listener that listens and silences while a speaker floods hears the room exactly
     between its listenToRoom reply and its silenceRoom reply, and hears every line the
     server took (its OK came back) inside that window;
-  - the deliveries the server counts (/api/stats messagesOut) are the deliveries made.
+  - the deliveries the server counts (/api/stats messagesOut) are the deliveries made;
+  - inside one loop turn (lined up with embed/park_hook, which holds the worker in a say hook
+    while other clients send): what was said before a member leaves, silences or quits
+    reaches it before its reply or goodbye, and what was said before a client joins does
+    not reach it.
 """
 
 import asyncio
@@ -21,7 +25,10 @@ import socket
 import threading
 import time
 
-from harness import Client, RoomdTestCase, admin, free_port, main
+import os
+
+import harness
+from harness import RoomdTestCase, Server, admin, chat, free_port, main
 
 try:
     import websockets
@@ -30,6 +37,9 @@ except ImportError:  # pragma: no cover - scripts/deps installs python3-websocke
 
 ROOM = "mix"
 TIMEOUT = 30
+PARK_HOOK = os.environ.get(
+    "PARK_HOOK", os.path.join(harness.REPO, "build", "tests", "embed", "park_hook"))
+PARK_MS = 1000  # long enough to send a few lines under a sanitizer; only waited out once
 
 
 class Reader(threading.Thread):
@@ -285,6 +295,115 @@ class Batching(RoomdTestCase):
             self.assertTrue(set(must) <= set(got),
                             "window %d: missed %s" % (n, sorted(set(must) - set(got))[:5]))
         self.assertGreater(heard_any, 0, "the flood never reached a window")
+
+
+class ParkServer(Server):
+    """harness.Server running tests/embed/park_hook (roomd plus the parking say hook)."""
+
+    def args(self):
+        argv = super().args()
+        argv[0] = PARK_HOOK
+        return argv
+
+
+class TurnCase(RoomdTestCase):
+    """A park_hook server with WORKERS workers and a parker client, the first connection."""
+
+    workers = 1
+
+    def setUp(self):
+        if not os.path.exists(PARK_HOOK):
+            self.fail("park_hook not found at %s (make check builds it; or set PARK_HOOK)"
+                      % PARK_HOOK)
+        self.server = ParkServer(workers=self.workers, say_rate=0, announcements=False,
+                                 default_room="", starting_rooms=ROOM + ",parking")
+        self.addCleanup(self.server.stop)
+        self.parker = self.client()
+        self.assertOK(self.parker, "roomChange parking", True)
+        self.parks = 0
+
+    def client(self, **kwargs):
+        c = super().client(**kwargs)
+        c.id  # read now: detailsView must not land between the lined-up requests
+        return c
+
+    def joined(self):
+        c = self.client()
+        self.assertOK(c, "roomChange " + ROOM, True)
+        return c
+
+    def park(self):
+        """Hold the worker; returns once it is held (what is sent now waits for one turn)."""
+        self.parks += 1
+        self.parker.send_line("say park %d" % PARK_MS)
+        self.server.wait_log("park_hook: parked #%d " % self.parks, TIMEOUT)
+
+    def unpark(self):
+        self.assertEqual(self.parker.expect({"context": "response"}, TIMEOUT)["status"], "OK")
+
+    def assertNext(self, c, match, what):
+        m = c.recv_json(TIMEOUT)
+        self.assertTrue(harness.matches(match, m), "%s: got %r" % (what, m))
+
+
+
+class OneTurn(TurnCase):
+    """Requests from several clients handled in one loop turn, in the order they were sent."""
+
+    def test_member_that_leaves_hears_what_was_said_before(self):
+        speaker, leaver, silencer = self.joined(), self.joined(), self.client()
+        self.assertOK(silencer, "listenToRoom " + ROOM, True)
+        self.park()
+        speaker.send_line("say before the leave")
+        leaver.send_line("roomLeave")
+        silencer.send_line("silenceRoom " + ROOM)
+        self.unpark()
+        for c, what in ((leaver, "roomLeave"), (silencer, "silenceRoom")):
+            self.assertNext(c, chat("before the leave", ROOM, speaker.id), what + ": chat first")
+            self.assertNext(c, {"status": "OK", "messageCount": c.count}, what + ": then reply")
+        self.assertNext(speaker, {"status": "OK", "messageCount": speaker.count}, "say")
+
+    def test_member_that_joins_does_not_hear_what_was_said_before(self):
+        speaker, joiner, listener = self.joined(), self.client(), self.client()
+        self.park()
+        speaker.send_line("say before the join")
+        joiner.send_line("roomChange " + ROOM)
+        listener.send_line("listenToRoom " + ROOM)
+        self.unpark()
+        for c in (joiner, listener, speaker):
+            self.assertNext(c, {"status": "OK", "messageCount": c.count}, "the reply")
+        self.assertOK(speaker, "say after the join")
+        for c in (joiner, listener):  # the next chat is the later line, not the earlier one
+            self.assertNext(c, chat("after the join", ROOM, speaker.id), "first chat heard")
+
+    def test_client_that_quits_hears_what_was_said_before_its_goodbye(self):
+        speaker, quitter = self.joined(), self.joined()
+        self.park()
+        speaker.send_line("say before the quit")
+        quitter.send_line("quit")
+        self.unpark()
+        self.assertNext(quitter, chat("before the quit", ROOM, speaker.id), "chat first")
+        self.assertNext(quitter, {"status": "Bye!"}, "then the goodbye")
+
+
+class OneTurnAcrossWorkers(TurnCase):
+    """Jobs from other threads handled in one turn: a delivery from another worker, then the
+    room's deletion from the admin thread, both queued while the worker is parked."""
+
+    workers = 2
+
+    def test_member_hears_what_was_said_before_the_room_was_deleted(self):
+        # Round-robin: the parker went to one worker, the speaker goes to the other and the
+        # member to the parker's.
+        speaker, member = self.joined(), self.joined()
+        self.park()
+        speaker.send_line("say before the delete")
+        self.assertNext(speaker, {"status": "OK", "messageCount": speaker.count}, "say")
+        status, _ = admin(self.server.admin_port, "DELETE", "/api/rooms/" + ROOM)
+        self.assertEqual(status, 200)
+        self.unpark()
+        self.assertNext(member, chat("before the delete", ROOM, speaker.id), "chat first")
+        self.assertNext(member, chat("this room has been deleted", ROOM, 0), "then the notice")
 
 
 if __name__ == "__main__":
