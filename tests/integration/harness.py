@@ -139,6 +139,13 @@ class Server:
 
     READY_TIMEOUT = 10
     STOP_TIMEOUT = 5
+    # The program run: roomd (ROOMD, read when a server starts: scripts/soak sets it), or in
+    # a subclass a program that embeds roomd and takes the same flags.
+    program_env = "ROOMD"
+
+    @property
+    def program(self):
+        return ROOMD
 
     def __init__(self, workers=2, config=None, extra_args=(), start=True, ready_file=None,
                  **options):
@@ -169,15 +176,17 @@ class Server:
             if value is True or value is False:
                 value = "true" if value else "false"
             opts[key.replace("_", "-")] = value
-        argv = [ROOMD]
+        argv = [self.program]
         if self.config:
             argv += ["-c", self.config]
         argv += ["--%s=%s" % (k, v) for k, v in opts.items()]
         return argv + self.extra_args
 
     def start(self):
-        if not os.path.exists(ROOMD):
-            raise AssertionError("roomd binary not found at %s (build it or set ROOMD)" % ROOMD)
+        if not os.path.exists(self.program):
+            raise AssertionError("%s not found at %s (make check builds it; or set %s)"
+                                 % (os.path.basename(self.program), self.program,
+                                    self.program_env))
         for attempt in range(5):
             self.port = free_port()
             self.admin_port = free_port()

@@ -300,10 +300,7 @@ class Batching(RoomdTestCase):
 class ParkServer(Server):
     """harness.Server running tests/embed/park_hook (roomd plus the parking say hook)."""
 
-    def args(self):
-        argv = super().args()
-        argv[0] = PARK_HOOK
-        return argv
+    program, program_env = PARK_HOOK, "PARK_HOOK"
 
 
 class TurnCase(RoomdTestCase):
@@ -312,9 +309,6 @@ class TurnCase(RoomdTestCase):
     workers = 1
 
     def setUp(self):
-        if not os.path.exists(PARK_HOOK):
-            self.fail("park_hook not found at %s (make check builds it; or set PARK_HOOK)"
-                      % PARK_HOOK)
         self.server = ParkServer(workers=self.workers, say_rate=0, announcements=False,
                                  default_room="", starting_rooms=ROOM + ",parking")
         self.addCleanup(self.server.stop)

@@ -23,16 +23,7 @@ REFUSED = "message refused"
 class EmbedServer(Server):
     """harness.Server running the example program instead of roomd, same flags."""
 
-    def args(self):
-        argv = super().args()
-        argv[0] = EMBED_EXAMPLE
-        return argv
-
-    def start(self):
-        if not os.path.exists(EMBED_EXAMPLE):
-            raise AssertionError("example_hooks not found at %s (make check builds it; or set "
-                                 "EMBED_EXAMPLE)" % EMBED_EXAMPLE)
-        return super().start()
+    program, program_env = EMBED_EXAMPLE, "EMBED_EXAMPLE"
 
 
 class EmbedTestCase(RoomdTestCase):
