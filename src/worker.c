@@ -102,6 +102,7 @@ struct local_room {
     struct local_slot *slots;
     uint32_t nslots, cap;
     struct room_batch batch;
+    bool batched; /* in w->batched for this turn (its batch may be empty) */
     char name[];
 };
 
@@ -296,15 +297,20 @@ void worker_flush_batches(struct worker *w)
 {
     for (uint32_t i = 0; i < w->nbatched; i++) {
         struct local_room *lr = local_room_find(w, w->batched[i]);
-        if (lr)
+        if (lr) {
             batch_flush(w, lr);
+            lr->batched = false;
+        }
     }
     w->nbatched = 0;
 }
 
-/* Remember that room UID has a batch to flush at the end of the turn. */
-static bool batched_add(struct worker *w, uint64_t uid)
+/* Remember that LR has a batch to flush at the end of the turn (once a
+ * turn, however often an early flush emptied it). */
+static bool batched_add(struct worker *w, struct local_room *lr)
 {
+    if (lr->batched)
+        return true;
     if (w->nbatched == w->batched_cap) {
         uint32_t cap = w->batched_cap ? w->batched_cap * 2 : 16;
         uint64_t *grown = realloc(w->batched, cap * sizeof(*grown));
@@ -315,7 +321,8 @@ static bool batched_add(struct worker *w, uint64_t uid)
     }
     if (w->nbatched == 0)
         event_active(w->flush_ev, 0, 0);
-    w->batched[w->nbatched++] = uid;
+    w->batched[w->nbatched++] = lr->uid;
+    lr->batched = true;
     return true;
 }
 
@@ -329,8 +336,8 @@ static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_
         return;
     struct room_batch *b = &lr->batch;
     if (b->n == BATCH_MAX)
-        batch_flush(w, lr); /* the room is listed again below: harmless */
-    if ((b->n == b->cap && !batch_grow(b)) || (b->n == 0 && !batched_add(w, uid))) {
+        batch_flush(w, lr);
+    if ((b->n == b->cap && !batch_grow(b)) || !batched_add(w, lr)) {
         batch_flush(w, lr);
         uint64_t delivered = 0;
         for (uint32_t i = 0; i < lr->nslots; i++)
