@@ -5,6 +5,7 @@
  * codes scripts can trust: 0 success, 1 the server answered an error,
  * 2 usage, 3 the server could not be reached.  `roomctl token` signs a
  * token locally and needs no server. */
+#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -319,27 +320,57 @@ static bool route(int argc, char **argv, enum evhttp_cmd_type *method, char **pa
     return true;
 }
 
+/* The options before the command.  '+' stops at the first non-option:
+ * what follows the command (room auth --clear, token --secret) is the
+ * command's. */
+static const char ROOMCTL_SHORT_OPTIONS[] = "+:c:h"; /* ':': a missing argument is ':' */
+static const struct option roomctl_options[] = {
+    {"config", required_argument, NULL, 'c'}, {"url", required_argument, NULL, 'u'},
+    {"key", required_argument, NULL, 'k'},    {"json", no_argument, NULL, 'j'},
+    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+};
+
 int main(int argc, char **argv)
 {
     const char *conf = NULL, *url = NULL, *key = NULL;
-    int i = 1;
-    for (; i < argc && argv[i][0] == '-'; i++) {
-        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
-            conf = argv[++i];
-        else if (!strcmp(argv[i], "--url") && i + 1 < argc)
-            url = argv[++i];
-        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
-            key = argv[++i];
-        else if (!strcmp(argv[i], "--json"))
+    int opt;
+    opterr = 0; /* the messages below, prefixed "roomctl:" like the others */
+    while ((opt = getopt_long(argc, argv, ROOMCTL_SHORT_OPTIONS, roomctl_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            conf = optarg;
+            break;
+        case 'u':
+            url = optarg;
+            break;
+        case 'k':
+            key = optarg;
+            break;
+        case 'j':
             opt_json = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            break;
+        case 'h':
             usage(stdout);
             return EXIT_OK;
-        } else {
+        case ':':
+            fprintf(stderr, "roomctl: option '%s' needs an argument\n", argv[optind - 1]);
+            usage(stderr);
+            return EXIT_USAGE;
+        default: { /* '?': optopt is the option, 0 for an unknown long one */
+            const char *arg = argv[optind - 1];
+            if (strncmp(arg, "--", 2) != 0)
+                fprintf(stderr, "roomctl: unknown option '-%c'\n", optopt);
+            else if (optopt)
+                fprintf(stderr, "roomctl: option '%.*s' takes no argument\n",
+                        (int)strcspn(arg, "="), arg);
+            else
+                fprintf(stderr, "roomctl: unknown option '%s'\n", arg);
             usage(stderr);
             return EXIT_USAGE;
         }
+        }
     }
+    int i = optind;
     if (i == argc) {
         usage(stderr);
         return EXIT_USAGE;
