@@ -108,7 +108,7 @@ struct ws_http {
     struct ws_span url, field, value;
     bool upgrade_websocket;  /* an Upgrade header names websocket */
     bool connection_upgrade; /* a Connection header names upgrade */
-    int nkey, nversion;
+    int nkey, nversion, nhost;
     struct ws_span key, version;
     char head[WS_HTTP_MAX_HEAD];
 };
@@ -181,6 +181,8 @@ static void header_done(struct ws_http *h)
     } else if (span_is(h, h->field, "Sec-WebSocket-Version")) {
         h->nversion++;
         h->version = value;
+    } else if (span_is(h, h->field, "Host")) {
+        h->nhost++;
     }
 }
 
@@ -314,12 +316,14 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
 }
 
 /* The upgrade request is checked as RFC 6455 4.2.1 asks: HTTP/1.1 or later,
+ * exactly one Host header (RFC 7230 5.4 answers 400 otherwise),
  * "Connection: Upgrade", version 13 (else 400 naming the version roomd
  * speaks, as 4.2.2 allows), exactly one well-formed key. */
 static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
 {
     const http_parser *p = &h->parser;
-    if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) || !h->connection_upgrade) {
+    if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) || h->nhost != 1 ||
+        !h->connection_upgrade) {
         reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
         return;
     }

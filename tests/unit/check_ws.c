@@ -162,7 +162,7 @@ END_TEST
 
 START_TEST(test_upgrade_header_case_and_lists)
 {
-    struct handshake hs = FEED("GET / HTTP/1.1\r\nupgrade:  WebSocket \r\n"
+    struct handshake hs = FEED("GET / HTTP/1.1\r\nhost: x\r\nupgrade:  WebSocket \r\n"
                                "connection: keep-alive, Upgrade\r\n"
                                "sec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                "SEC-WEBSOCKET-VERSION: 13\r\n\r\n");
@@ -172,8 +172,9 @@ END_TEST
 
 START_TEST(test_upgrade_missing_key)
 {
-    struct handshake hs = FEED("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                               "Sec-WebSocket-Version: 13\r\n\r\n");
+    struct handshake hs =
+        FEED("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Version: 13\r\n\r\n");
     ck_assert_int_eq(hs.r, WS_HTTP_DONE);
     ck_assert_int_eq(hs.reply.status, 400);
     ck_assert(head_has(&hs, "HTTP/1.1 400 Bad Request\r\n"));
@@ -192,10 +193,11 @@ START_TEST(test_upgrade_bad_keys)
     };
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         char req[512];
-        int n = snprintf(req, sizeof(req),
-                         "GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                         "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-                         keys[i]);
+        int n =
+            snprintf(req, sizeof(req),
+                     "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+                     keys[i]);
         struct handshake hs = feed(req, (size_t)n, 0);
         ck_assert_msg(hs.reply.status == 400, "key %s: status %d", keys[i], hs.reply.status);
     }
@@ -204,12 +206,13 @@ END_TEST
 
 START_TEST(test_upgrade_wrong_version)
 {
-    struct handshake hs = FEED("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                               "Sec-WebSocket-Version: 8\r\n\r\n");
+    struct handshake hs =
+        FEED("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+             "Sec-WebSocket-Version: 8\r\n\r\n");
     ck_assert_int_eq(hs.reply.status, 400);
     ck_assert(head_has(&hs, "\r\nSec-WebSocket-Version: 13\r\n"));
-    hs = FEED("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    hs = FEED("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n");
     ck_assert_int_eq(hs.reply.status, 400);
 }
@@ -217,13 +220,32 @@ END_TEST
 
 START_TEST(test_upgrade_needs_connection_and_http11)
 {
-    struct handshake hs = FEED("GET / HTTP/1.1\r\nUpgrade: websocket\r\n"
+    struct handshake hs = FEED("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
                                "Sec-WebSocket-Version: 13\r\n\r\n");
     ck_assert_int_eq(hs.reply.status, 400);
-    hs = FEED("GET / HTTP/1.0\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    hs = FEED("GET / HTTP/1.0\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n");
     ck_assert_int_eq(hs.reply.status, 400);
+}
+END_TEST
+
+START_TEST(test_upgrade_without_host_is_400)
+{
+    /* RFC 6455 4.1 / RFC 7230 5.4: exactly one Host header, else 400. */
+    struct handshake hs = FEED("GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                               "Sec-WebSocket-Version: 13\r\n\r\n");
+    ck_assert_int_eq(hs.r, WS_HTTP_DONE);
+    ck_assert_int_eq(hs.reply.status, 400);
+    hs = FEED("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n");
+    ck_assert_int_eq(hs.reply.status, 400);
+    hs = FEED("GET / HTTP/1.1\r\nhost: a\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n");
+    ck_assert_int_eq(hs.reply.status, 101);
 }
 END_TEST
 
@@ -661,6 +683,7 @@ static Suite *ws_suite(void)
     tcase_add_test(tc, test_upgrade_bad_keys);
     tcase_add_test(tc, test_upgrade_wrong_version);
     tcase_add_test(tc, test_upgrade_needs_connection_and_http11);
+    tcase_add_test(tc, test_upgrade_without_host_is_400);
     tcase_add_test(tc, test_non_get);
     tcase_add_test(tc, test_static_paths);
     tcase_add_test(tc, test_malformed);
