@@ -12,6 +12,11 @@
 
 #include "config.h"
 #include "log.h"
+#include "verbs.h"
+
+/* roomd.conf(5): "Lines are at most 4095 bytes" (the line end not
+ * counted); a longer one is an error, not a silent cut. */
+#define CONFIG_MAX_LINE 4095
 
 static struct roomd_config config_initial;
 struct roomd_config *_Atomic config_live = &config_initial;
@@ -43,6 +48,10 @@ static const struct config_key config_keys[] = {
      true},
     {"admin_key", KEY_STR, OFF(admin_key), "", 0, 0,
      "bearer key of the admin API; empty turns the API off", true},
+    {"admin_max_connections", KEY_LONG, OFF(admin_max_connections), "64", 1, 100000,
+     "admin HTTP connections at once; more wait in the kernel's queue", false},
+    {"admin_timeout", KEY_LONG, OFF(admin_timeout), "5", 1, 3600,
+     "seconds an admin HTTP connection may stay idle before it is closed", false},
     {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core", true},
     {"store", KEY_STR, OFF(store), "memory", 0, 0, "memory, or redis://HOST:PORT[/DB]", true},
     {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis", true},
@@ -85,6 +94,7 @@ static const struct config_key config_keys[] = {
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+_Static_assert(NKEYS <= CONFIG_MAX_KEYS, "raise CONFIG_MAX_KEYS");
 
 static const struct config_key *config_find(const char *key)
 {
@@ -139,10 +149,14 @@ static int config_apply(struct roomd_config *cfg, const struct config_key *k, co
         return 0;
     case KEY_INT:
     case KEY_LONG: {
+        /* strtol() also takes leading blanks and a '+': roomd.conf(5) says
+         * a decimal integer, so "+5" and " 5" are refused. */
         char *end;
         errno = 0;
         long n = strtol(value, &end, 10);
-        if (errno || end == value || *end != '\0') {
+        bool digits_first = isdigit((unsigned char)value[0]) ||
+                            (value[0] == '-' && isdigit((unsigned char)value[1]));
+        if (!digits_first || errno || end == value || *end != '\0') {
             snprintf(err, errlen, "%s: '%s' is not a number", k->name, value);
             return -1;
         }
@@ -171,23 +185,39 @@ void config_init(struct roomd_config *cfg)
 
 void config_free(struct roomd_config *cfg)
 {
-    for (size_t i = 0; i < NKEYS; i++)
+    for (size_t i = 0; i < NKEYS; i++) {
         if (config_keys[i].type == KEY_STR) {
             char **p = (char **)((char *)cfg + config_keys[i].offset);
             free(*p);
             *p = NULL;
         }
+        free(cfg->origin[i]);
+        cfg->origin[i] = NULL;
+    }
 }
 
-int config_set(struct roomd_config *cfg, const char *key, const char *value, char *err,
-               size_t errlen)
+/* Set KEY and remember ORIGIN ("FILE:LINE") as where it came from, so a
+ * check across keys made after the whole file can still name the line. */
+static int config_set_from(struct roomd_config *cfg, const char *key, const char *value,
+                           const char *origin, char *err, size_t errlen)
 {
     const struct config_key *k = config_find(key);
     if (!k) {
         snprintf(err, errlen, "unknown configuration key '%s'", key);
         return -1;
     }
-    return config_apply(cfg, k, value, err, errlen);
+    if (config_apply(cfg, k, value, err, errlen) < 0)
+        return -1;
+    size_t i = (size_t)(k - config_keys);
+    free(cfg->origin[i]);
+    cfg->origin[i] = strdup(origin);
+    return 0;
+}
+
+int config_set(struct roomd_config *cfg, const char *key, const char *value, char *err,
+               size_t errlen)
+{
+    return config_set_from(cfg, key, value, "the command line", err, errlen);
 }
 
 /* Trim leading and trailing white space in place. */
@@ -208,11 +238,23 @@ int config_load_file(struct roomd_config *cfg, const char *path, char *err, size
         snprintf(err, errlen, "%s: %s", path, strerror(errno));
         return -1;
     }
-    char *line = NULL; /* getline: a long line stays one line */
+    char *line = NULL; /* getline: a long line stays one line (and is refused) */
     size_t cap = 0;
     int lineno = 0, rc = 0;
-    while (getline(&line, &cap, f) >= 0) {
+    ssize_t got;
+    while ((got = getline(&line, &cap, f)) >= 0) {
         lineno++;
+        size_t len = (size_t)got;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        if (len > 0 && line[len - 1] == '\r')
+            len--;
+        if (len > CONFIG_MAX_LINE) {
+            snprintf(err, errlen, "%s:%d: line longer than %d bytes", path, lineno,
+                     CONFIG_MAX_LINE);
+            rc = -1;
+            break;
+        }
         char *s = trim(line);
         if (*s == '\0' || *s == '#')
             continue;
@@ -229,33 +271,111 @@ int config_load_file(struct roomd_config *cfg, const char *path, char *err, size
             value[vlen - 1] = '\0';
             value++;
         }
-        char why[256];
-        if (config_set(cfg, key, value, why, sizeof(why)) < 0) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+        char why[256], origin[PATH_MAX + 16];
+        snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+        if (config_set_from(cfg, key, value, origin, why, sizeof(why)) < 0) {
+            snprintf(err, errlen, "%s: %s", origin, why);
             rc = -1;
             break;
         }
+    }
+    /* getline() ends on a read error as on the end of the file: a
+     * directory (EISDIR) or an I/O error must not pass for a short file. */
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        rc = -1;
     }
     free(line);
     fclose(f);
     return rc;
 }
 
+int config_each_starting_room(const char *list, int (*fn)(const char *name, void *arg), void *arg)
+{
+    const char *p = list;
+    if (*p == '\0')
+        return 0;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        while (len > 0 && (*p == ' ' || *p == '\t'))
+            p++, len--;
+        while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
+            len--;
+        if (len == 0)
+            return -1;
+        char *name = strndup(p, len);
+        int rc = name ? fn(name, arg) : 1;
+        free(name);
+        if (rc > 0)
+            return rc;
+        if (!comma)
+            return 0;
+        p = comma + 1;
+    }
+}
+
+/* Checking starting_rooms: the configuration, and the first bad name. */
+struct starting_room_check {
+    const struct roomd_config *cfg;
+    char bad[CONFIG_MAX_LINE + 1];
+};
+
+/* A starting room must be a name roomChange would take (config_validate). */
+static int starting_room_invalid(const char *name, void *arg)
+{
+    struct starting_room_check *check = arg;
+    if (verbs_room_name_valid(name, strlen(name), (size_t)check->cfg->max_room_name))
+        return 0;
+    snprintf(check->bad, sizeof(check->bad), "%s", name);
+    return 1;
+}
+
+/* "FILE:LINE: " (or "the command line: ") for the key NAME, "" when it has
+ * its built-in default: the start of an error about that key. */
+static const char *origin_of(const struct roomd_config *cfg, const char *name, char *buf,
+                             size_t len)
+{
+    const struct config_key *k = config_find(name);
+    const char *origin = k ? cfg->origin[k - config_keys] : NULL;
+    snprintf(buf, len, "%s%s", origin ? origin : "", origin ? ": " : "");
+    return buf;
+}
+
 int config_validate(const struct roomd_config *cfg, char *err, size_t errlen)
 {
+    char at[PATH_MAX + 32];
     if (strcmp(cfg->store, "memory") != 0 && strncmp(cfg->store, "redis://", 8) != 0) {
-        snprintf(err, errlen, "store: '%s' is neither 'memory' nor a redis:// URL", cfg->store);
+        snprintf(err, errlen, "%sstore: '%s' is neither 'memory' nor a redis:// URL",
+                 origin_of(cfg, "store", at, sizeof(at)), cfg->store);
         return -1;
     }
     if (log_level_parse(cfg->log_level) < 0) {
-        snprintf(err, errlen, "log_level: '%s' is not one of debug, info, warn, error",
-                 cfg->log_level);
+        snprintf(err, errlen, "%slog_level: '%s' is not one of debug, info, warn, error",
+                 origin_of(cfg, "log_level", at, sizeof(at)), cfg->log_level);
         return -1;
     }
     if (*cfg->default_room && (long)strlen(cfg->default_room) > cfg->max_room_name) {
-        snprintf(err, errlen, "default_room: longer than max_room_name");
+        snprintf(err, errlen, "%sdefault_room: longer than max_room_name (%ld)",
+                 origin_of(cfg, "default_room", at, sizeof(at)), cfg->max_room_name);
         return -1;
     }
+    struct starting_room_check *check = calloc(1, sizeof(*check));
+    if (!check) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    check->cfg = cfg;
+    int rc = config_each_starting_room(cfg->starting_rooms, starting_room_invalid, check);
+    if (rc < 0)
+        snprintf(err, errlen, "%sstarting_rooms: an empty room name in '%s'",
+                 origin_of(cfg, "starting_rooms", at, sizeof(at)), cfg->starting_rooms);
+    else if (rc > 0)
+        snprintf(err, errlen, "%sstarting_rooms: '%s' is not a valid room name",
+                 origin_of(cfg, "starting_rooms", at, sizeof(at)), check->bad);
+    free(check);
+    if (rc != 0)
+        return -1;
     return 0;
 }
 

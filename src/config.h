@@ -8,6 +8,9 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
+/* Keys config_keys[] may hold (config.c checks it has no more). */
+#define CONFIG_MAX_KEYS 64
+
 struct roomd_config {
     char *bind;
     int port;
@@ -16,6 +19,8 @@ struct roomd_config {
     char *admin_bind;
     int admin_port;
     char *admin_key;
+    long admin_max_connections;
+    long admin_timeout;
     int workers;
     char *store;
     char *redis_prefix;
@@ -39,6 +44,10 @@ struct roomd_config {
     char *log_level;
     char *pid_file;
     char *log_file;
+    /* Where each key (by its index in config_keys[]) got its value, for
+     * the messages of config_validate(): "FILE:LINE", "the command line",
+     * or NULL for the built-in default.  Owned. */
+    char *origin[CONFIG_MAX_KEYS];
 };
 
 /* The running configuration (memcached's `settings`).  A configuration is
@@ -66,11 +75,18 @@ int config_set(struct roomd_config *cfg, const char *key, const char *value, cha
                size_t errlen);
 
 /* Read a key = value file ('#' starts a comment). Returns 0, or -1 with the
- * file, line and key in ERR. */
+ * file, line and key in ERR (or the file and why it could not be read). */
 int config_load_file(struct roomd_config *cfg, const char *path, char *err, size_t errlen);
 
-/* Checks across keys and of features not built yet; 0 or -1 with ERR. */
+/* Checks across keys and of values a key's type cannot say; 0 or -1 with
+ * ERR naming the key and where it was set (file and line). */
 int config_validate(const struct roomd_config *cfg, char *err, size_t errlen);
+
+/* Call FN(NAME, ARG) for each room of the comma-separated starting_rooms
+ * list LIST, spaces around a name dropped, until FN returns a positive
+ * value.  Returns that value, 0 when all passed, or -1 at once on an empty
+ * name ("a,,b"; an empty LIST is no rooms). */
+int config_each_starting_room(const char *list, int (*fn)(const char *name, void *arg), void *arg);
 
 /* Print every key, its default and meaning (for --help). */
 void config_print_keys(FILE *out);

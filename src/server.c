@@ -24,7 +24,6 @@
 #include "registry.h"
 #include "roomd.h"
 #include "store.h"
-#include "verbs.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -112,27 +111,18 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
-/* Create every room named in starting_rooms (comma-separated). */
+static int create_starting_room(const char *name, void *arg)
+{
+    store_room_add(name);
+    return 0;
+}
+
+/* Create every room named in starting_rooms (comma-separated), whose
+ * names config_validate() has checked. */
 static int create_starting_rooms(void)
 {
-    char *list = strdup(settings.starting_rooms), *save = NULL;
-    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-        while (*name == ' ')
-            name++;
-        size_t len = strlen(name);
-        while (len > 0 && name[len - 1] == ' ')
-            name[--len] = '\0';
-        if (len == 0)
-            continue;
-        if (!verbs_room_name_valid(name, len, (size_t)settings.max_room_name)) {
-            log_error("starting_rooms: '%s' is not a valid room name", name);
-            free(list);
-            return -1;
-        }
-        store_room_add(name);
-    }
-    free(list);
-    return 0;
+    return config_each_starting_room(settings.starting_rooms, create_starting_room, NULL) == 0 ? 0
+                                                                                               : -1;
 }
 
 static void write_pid_file(void)

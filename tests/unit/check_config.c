@@ -265,7 +265,92 @@ START_TEST(test_validate_other)
     ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
     ASSERT_ERR_HAS("default_room");
     ck_assert_int_eq(config_set(&cfg, "default_room", "", err, sizeof(err)), 0);
+    /* The starting room "defaultRoom" is longer than 4 bytes too. */
+    ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), -1);
+    ASSERT_ERR_HAS("starting_rooms");
+    ASSERT_ERR_HAS("defaultRoom");
+    ck_assert_int_eq(config_set(&cfg, "starting_rooms", "abc, d", err, sizeof(err)), 0);
     ck_assert_int_eq(config_validate(&cfg, err, sizeof(err)), 0);
+}
+END_TEST
+
+/* roomd -c DIRECTORY started on the defaults: a read error is an error. */
+START_TEST(test_load_directory_is_an_error)
+{
+    ck_assert_int_eq(config_load_file(&cfg, "/tmp", err, sizeof(err)), -1);
+    ASSERT_ERR_HAS("/tmp");
+    ASSERT_ERR_HAS("directory");
+}
+END_TEST
+
+/* roomd.conf(5): a number is decimal digits; strtol() alone takes more. */
+START_TEST(test_number_with_plus_or_blanks_refused)
+{
+    const char *bad[] = {"+5", " 5", "\t5", "-", "+", "- 5", "5 "};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = '\0';
+        ck_assert_msg(config_set(&cfg, "port", bad[i], err, sizeof(err)) == -1,
+                      "port '%s' accepted", bad[i]);
+        ASSERT_ERR_HAS("port");
+    }
+    ck_assert_int_eq(cfg.port, 5000);
+    write_file("# a comment\nport = +5\n");
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), -1);
+    ASSERT_ERR_HAS(":2:");
+    ASSERT_ERR_HAS("port");
+}
+END_TEST
+
+/* "Lines are at most 4095 bytes": a longer one is refused, not cut. */
+START_TEST(test_over_long_line_refused)
+{
+    static char text[8192];
+    int n = snprintf(text, sizeof(text), "port = 6000\nwelcome_message = ");
+    memset(text + n, 'w', 4095 - 18);
+    strcpy(text + n + 4095 - 18, "\n");
+    /* Exactly 4095 bytes: fine. */
+    write_file(text);
+    ck_assert_msg(config_load_file(&cfg, path, err, sizeof(err)) == 0, "load: %s", err);
+    ck_assert_int_eq(strlen(cfg.welcome_message), 4095 - 18);
+    unlink(path);
+    /* One more: line 2 is refused. */
+    strcpy(text + n + 4095 - 18, "w\n");
+    write_file(text);
+    ck_assert_int_eq(config_load_file(&cfg, path, err, sizeof(err)), -1);
+    ASSERT_ERR_HAS(":2:");
+    ASSERT_ERR_HAS("4095");
+}
+END_TEST
+
+/* Every key's error names the file and the line, checks across keys too. */
+START_TEST(test_validate_errors_name_file_and_line)
+{
+    static const char *const files[] = {
+        "port = 6000\n\nstore = mongodb://x\n",
+        "port = 6000\n\nlog_level = loud\n",
+        "max_room_name = 8\n\ndefault_room = a-long-room\nstarting_rooms = a\n",
+        "port = 6000\n\nstarting_rooms = a,,b\n",
+        "port = 6000\n\nstarting_rooms = a,\n",
+        "port = 6000\n\nstarting_rooms = ok, bad\tname\n",
+    };
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        config_free(&cfg);
+        config_init(&cfg);
+        write_file(files[i]);
+        ck_assert_msg(config_load_file(&cfg, path, err, sizeof(err)) == 0, "load: %s", err);
+        err[0] = '\0';
+        ck_assert_msg(config_validate(&cfg, err, sizeof(err)) == -1, "file %zu passed", i);
+        char want[128];
+        snprintf(want, sizeof(want), "%s:3: ", path);
+        ASSERT_ERR_HAS(want);
+        unlink(path);
+        path[0] = '\0';
+    }
+    /* An empty list is no rooms, not an empty name. */
+    ck_assert_int_eq(config_set(&cfg, "starting_rooms", "", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_set(&cfg, "default_room", "", err, sizeof(err)), 0);
+    ck_assert_int_eq(config_set(&cfg, "store", "memory", err, sizeof(err)), 0);
+    ck_assert_msg(config_validate(&cfg, err, sizeof(err)) == 0, "validate: %s", err);
 }
 END_TEST
 
@@ -302,6 +387,9 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_load_file_unknown_key_line);
     tcase_add_test(tc, test_load_file_no_equals);
     tcase_add_test(tc, test_load_missing_file);
+    tcase_add_test(tc, test_load_directory_is_an_error);
+    tcase_add_test(tc, test_number_with_plus_or_blanks_refused);
+    tcase_add_test(tc, test_over_long_line_refused);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("validate");
@@ -309,6 +397,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_validate_store);
     tcase_add_test(tc, test_validate_other);
     tcase_add_test(tc, test_free_and_reinit);
+    tcase_add_test(tc, test_validate_errors_name_file_and_line);
     suite_add_tcase(s, tc);
     return s;
 }
