@@ -3,15 +3,15 @@
  * The acceptor never reads client data.  Each accepted socket goes to the
  * next worker in turn as a JOB_NEW_CONN; above max_connections it gets the
  * goodbye line instead and is closed.  When accept() fails for want of file
- * descriptors the listener pauses briefly instead of spinning on EMFILE. */
+ * descriptors the listener pauses briefly instead of spinning on EMFILE.
+ * The admin API (admin.c) binds its port and backs off through the same
+ * two functions (acceptor_bind, acceptor_backoff_needed). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
 #include <unistd.h>
-
-#include <event2/listener.h>
 
 #include "acceptor.h"
 #include "config.h"
@@ -20,11 +20,7 @@
 
 /* Kernel backlog of not-yet-accepted connections. */
 #define ACCEPT_BACKLOG 1024
-/* Pause after EMFILE/ENFILE before accepting again. */
-#define ACCEPT_BACKOFF_MS 100
 #define MAX_LISTENERS 4
-/* At most one "accept: too many open files" line per this many seconds. */
-#define ACCEPT_LOG_EVERY_SEC 10
 
 struct listener {
     struct evconnlistener *lev;
@@ -84,30 +80,46 @@ static void on_resume(evutil_socket_t fd, short what, void *arg)
     evconnlistener_enable(l->lev);
 }
 
+bool acceptor_backoff_needed(const char *what, int err, time_t *last_logged)
+{
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        log_warn("%s listener: accept: %s", what, strerror(err));
+        return false;
+    }
+    /* Saturated for a while means a pause every ACCEPT_BACKOFF_MS: say so
+     * once per ACCEPT_LOG_EVERY_SEC, not ten times a second. */
+    time_t now = time(NULL);
+    if (now - *last_logged >= ACCEPT_LOG_EVERY_SEC) {
+        log_warn("%s listener: accept: %s; pausing for %d ms at a time", what, strerror(err),
+                 ACCEPT_BACKOFF_MS);
+        *last_logged = now;
+    }
+    return true;
+}
+
+static const char *transport_name(enum transport t)
+{
+    return t == TRANSPORT_WEBSOCKET ? "WebSocket" : "line";
+}
+
 static void on_accept_error(struct evconnlistener *lev, void *arg)
 {
     struct listener *l = arg;
-    int err = EVUTIL_SOCKET_ERROR();
-    if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-        /* Saturated for a while means a pause every ACCEPT_BACKOFF_MS: say
-         * so once per ACCEPT_LOG_EVERY_SEC, not ten times a second. */
-        time_t now = time(NULL);
-        if (now - l->last_logged >= ACCEPT_LOG_EVERY_SEC) {
-            log_warn("accept: %s; pausing for %d ms at a time", strerror(err), ACCEPT_BACKOFF_MS);
-            l->last_logged = now;
-        }
+    if (acceptor_backoff_needed(transport_name(l->transport), EVUTIL_SOCKET_ERROR(),
+                                &l->last_logged)) {
         evconnlistener_disable(lev);
         struct timeval tv = {0, ACCEPT_BACKOFF_MS * 1000};
         event_add(l->resume_ev, &tv);
-    } else {
-        log_warn("accept: %s", strerror(err));
     }
 }
 
-int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t)
+/* Both the chat listeners and the admin API's bind the same way: a numeric
+ * address (no DNS at start-up), SO_REUSEADDR so a restart need not wait
+ * for TIME_WAIT, close-on-exec, and a start-up error that says which
+ * listener could not open and why. */
+struct evconnlistener *acceptor_bind(struct event_base *base, const char *what, const char *bind,
+                                     int port, evconnlistener_cb cb, void *arg)
 {
-    if (nlisteners == MAX_LISTENERS)
-        return -1;
     char portstr[16];
     snprintf(portstr, sizeof(portstr), "%d", port);
     struct evutil_addrinfo hints = {0}, *ai = NULL;
@@ -116,19 +128,29 @@ int acceptor_listen(struct event_base *base, const char *bind, int port, enum tr
     hints.ai_flags = EVUTIL_AI_PASSIVE | EVUTIL_AI_NUMERICHOST;
     int rc = evutil_getaddrinfo(bind, portstr, &hints, &ai);
     if (rc != 0) {
-        log_error("cannot listen on %s:%d: %s", bind, port, evutil_gai_strerror(rc));
-        return -1;
+        log_error("%s listener: cannot listen on %s:%d: %s", what, bind, port,
+                  evutil_gai_strerror(rc));
+        return NULL;
     }
+    struct evconnlistener *lev = evconnlistener_new_bind(
+        base, cb, arg, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
+        ACCEPT_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
+    int err = errno;
+    evutil_freeaddrinfo(ai);
+    if (!lev)
+        log_error("%s listener: cannot listen on %s:%d: %s", what, bind, port, strerror(err));
+    return lev;
+}
+
+int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t)
+{
+    if (nlisteners == MAX_LISTENERS)
+        return -1;
     struct listener *l = &listeners[nlisteners];
     l->transport = t;
-    l->lev = evconnlistener_new_bind(
-        base, on_accept, l, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
-        ACCEPT_BACKLOG, ai->ai_addr, (int)ai->ai_addrlen);
-    evutil_freeaddrinfo(ai);
-    if (!l->lev) {
-        log_error("cannot listen on %s:%d: %s", bind, port, strerror(errno));
+    l->lev = acceptor_bind(base, transport_name(t), bind, port, on_accept, l);
+    if (!l->lev)
         return -1;
-    }
     evconnlistener_set_error_cb(l->lev, on_accept_error);
     l->resume_ev = evtimer_new(base, on_resume, l);
     nlisteners++;
