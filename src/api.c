@@ -48,7 +48,8 @@ int roomd_conn_set_attribute(roomd_conn *c, const char *key, const char *json_va
     json_object *v;
     if (conn_attribute_read_only(key) || !parse_json_value(json_value, &v))
         return -1;
-    return conn_set_attribute(c, key, v);
+    enum roomd_err err = conn_set_attribute(c, key, v);
+    return err == ERR_NONE ? 0 : err == ERR_PARAMS_TOO_LARGE ? -2 : -1;
 }
 
 char *roomd_conn_attribute(const roomd_conn *c, const char *key)
@@ -205,8 +206,8 @@ static void set_attributes(struct conn_call *call, struct conn *c)
             return;
         }
     }
-    json_object_object_foreach(call->arg, k2, v2) conn_set_attribute(c, k2, json_object_get(v2));
-    call_done(call, ERR_NONE, json1("attributes", conn_attributes(c)));
+    enum roomd_err err = conn_set_attributes(c, call->arg);
+    call_done(call, err, err ? NULL : json1("attributes", conn_attributes(c)));
 }
 
 static void member_added(enum roomd_err err, bool added, void *ctx)

@@ -76,6 +76,10 @@ static const struct config_key config_keys[] = {
     {"max_room_name", KEY_LONG, OFF(max_room_name), "256", 1, 65536, "longest room name, in bytes",
      false},
     {"max_params", KEY_LONG, OFF(max_params), "64", 0, 1000000, "params per connection", false},
+    {"max_params_bytes", KEY_LONG, OFF(max_params_bytes), "65536", 0, 1L << 30,
+     "bytes of params, and of attributes set, per connection (keys and values): bounds "
+     "the memory one connection holds",
+     false},
     {"output_limit", KEY_LONG, OFF(output_limit), "8388608", 1024, 1L << 40,
      "pending output bytes before a client is dropped as a slow reader", false},
     {"say_rate", KEY_LONG, OFF(say_rate), "100", 0, 100000000,

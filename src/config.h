@@ -35,6 +35,7 @@ struct roomd_config {
     long max_line;
     long max_room_name;
     long max_params;
+    long max_params_bytes;
     long output_limit;
     long say_rate;
     long say_burst;

@@ -519,21 +519,151 @@ json_object *conn_attributes(const struct conn *c)
     return a;
 }
 
-int conn_set_attribute(struct conn *c, const char *key, json_object *value)
+/* ------------------------------------------------ attributes and params
+ *
+ * What a connection holds on behalf of others is capped in bytes as well as
+ * in keys (max_params_bytes), so that neither a client (params) nor the
+ * server side (attributes, from tokens and the admin API) can make one
+ * connection cost megabytes: params and set attributes each stay under it.
+ * A change that would leave more than the cap, and more than before, is
+ * refused whole; one that shrinks what is held always goes through (the cap
+ * may have been lowered by SIGHUP). */
+
+/* Bytes attribute KEY costs when set to VALUE: the key and the value's compact JSON text. */
+static size_t attribute_bytes(const char *key, json_object *value)
 {
-    if (conn_attribute_read_only(key)) {
-        json_object_put(value);
-        return -1;
-    }
-    if (!c->attrs_set && !(c->attrs_set = json_object_new_object())) {
-        json_object_put(value);
-        return -1;
-    }
-    if (value == NULL && strcmp(key, "authenticated") != 0)
+    size_t len = 0;
+    json_object_to_json_string_length(value, ROOMD_JSON_FLAGS, &len);
+    return strlen(key) + len;
+}
+
+/* Bytes attribute KEY costs now (0 when it is not set). */
+static size_t attribute_bytes_now(const struct conn *c, const char *key)
+{
+    json_object *v;
+    if (!c->attrs_set || !json_object_object_get_ex(c->attrs_set, key, &v))
+        return 0;
+    return attribute_bytes(key, v);
+}
+
+/* Whether holding WANT bytes instead of HAVE stays within max_params_bytes. */
+static bool bytes_allowed(size_t have, size_t want)
+{
+    return want <= have || want <= (size_t)settings.max_params_bytes;
+}
+
+/* What KEY = VALUE (NULL: deleted) leaves in attrs_set: the value stored, or
+ * NULL when the key goes.  authenticated always exists: deleting it sets it
+ * back to false. */
+static json_object *attribute_stored(const char *key, json_object *value)
+{
+    if (value == NULL && strcmp(key, "authenticated") == 0)
+        return json_object_new_boolean(0);
+    return value;
+}
+
+/* Store KEY = VALUE (consumed; already checked) and keep attrs_bytes. */
+static void attribute_store(struct conn *c, const char *key, json_object *value)
+{
+    c->attrs_bytes -= attribute_bytes_now(c, key);
+    json_object *stored = attribute_stored(key, value);
+    if (stored == NULL) {
         json_object_object_del(c->attrs_set, key);
-    else /* authenticated always exists: deleting it sets it back to false */
-        json_object_object_add(c->attrs_set, key, value ? value : json_object_new_boolean(0));
-    return 0;
+        return;
+    }
+    c->attrs_bytes += attribute_bytes(key, stored);
+    json_object_object_add(c->attrs_set, key, stored);
+}
+
+/* The attributes' bytes after KEY = VALUE (NULL: deleted), from TOTAL before it. */
+static size_t attribute_bytes_after(const struct conn *c, const char *key, json_object *value,
+                                    size_t total)
+{
+    static const char false_text[] = "false"; /* what a deleted authenticated holds */
+    total -= attribute_bytes_now(c, key);
+    if (value)
+        return total + attribute_bytes(key, value);
+    if (strcmp(key, "authenticated") == 0)
+        return total + strlen(key) + strlen(false_text);
+    return total;
+}
+
+enum roomd_err conn_set_attribute(struct conn *c, const char *key, json_object *value)
+{
+    enum roomd_err err = ERR_NONE;
+    if (conn_attribute_read_only(key))
+        err = ERR_ATTRIBUTE_READ_ONLY;
+    else if (!bytes_allowed(c->attrs_bytes, attribute_bytes_after(c, key, value, c->attrs_bytes)))
+        err = ERR_PARAMS_TOO_LARGE;
+    else if (!c->attrs_set && !(c->attrs_set = json_object_new_object()))
+        err = ERR_STORE_UNAVAILABLE;
+    if (err) {
+        json_object_put(value);
+        return err;
+    }
+    attribute_store(c, key, value);
+    return ERR_NONE;
+}
+
+enum roomd_err conn_set_attributes(struct conn *c, json_object *patch)
+{
+    size_t total = c->attrs_bytes;
+    json_object_object_foreach(patch, key, value)
+    {
+        if (conn_attribute_read_only(key))
+            return ERR_ATTRIBUTE_READ_ONLY;
+        total = attribute_bytes_after(c, key, value, total); /* keys of PATCH are distinct */
+    }
+    if (!bytes_allowed(c->attrs_bytes, total))
+        return ERR_PARAMS_TOO_LARGE;
+    if (!c->attrs_set && !(c->attrs_set = json_object_new_object()))
+        return ERR_STORE_UNAVAILABLE;
+    json_object_object_foreach(patch, k2, v2) attribute_store(c, k2, json_object_get(v2));
+    return ERR_NONE;
+}
+
+/* Bytes param KEY costs now (0 when it is not set). */
+static size_t param_bytes_now(const struct conn *c, const char *key)
+{
+    json_object *v;
+    if (!c->params || !json_object_object_get_ex(c->params, key, &v))
+        return 0;
+    return strlen(key) + (size_t)json_object_get_string_len(v);
+}
+
+enum roomd_err conn_param_set(struct conn *c, const char *key, const char *value)
+{
+    size_t now = param_bytes_now(c, key);
+    bool is_new = !c->params || !json_object_object_get_ex(c->params, key, NULL);
+    long held = c->params ? json_object_object_length(c->params) : 0;
+    if (is_new && held >= settings.max_params)
+        return ERR_TOO_MANY_PARAMS;
+    size_t want = c->params_bytes - now + strlen(key) + strlen(value);
+    if (!bytes_allowed(c->params_bytes, want))
+        return ERR_PARAMS_TOO_LARGE;
+    json_object *v = NULL;
+    if ((!c->params && !(c->params = json_object_new_object())) ||
+        !(v = json_object_new_string(value)) || json_object_object_add(c->params, key, v) != 0) {
+        json_object_put(v);
+        return ERR_STORE_UNAVAILABLE;
+    }
+    c->params_bytes = want;
+    return ERR_NONE;
+}
+
+void conn_param_delete(struct conn *c, const char *key)
+{
+    if (!c->params)
+        return;
+    c->params_bytes -= param_bytes_now(c, key);
+    json_object_object_del(c->params, key);
+}
+
+void conn_params_clear(struct conn *c)
+{
+    json_object_put(c->params);
+    c->params = NULL;
+    c->params_bytes = 0;
 }
 
 struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,

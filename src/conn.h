@@ -66,6 +66,8 @@ struct conn {
     } peer;
     json_object *attrs_set; /* NULL: none set (authenticated is false) */
     json_object *params;    /* client-set, never used for auth; NULL: none */
+    size_t attrs_bytes;     /* keys and JSON texts of attrs_set (max_params_bytes) */
+    size_t params_bytes;    /* keys and values of params (max_params_bytes) */
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
@@ -158,9 +160,23 @@ bool conn_say_allowed(struct conn *c);
 json_object *conn_details(const struct conn *c);
 /* Every attribute, the built-ins included, as a new JSON object. */
 json_object *conn_attributes(const struct conn *c);
-/* Set attribute KEY to VALUE (consumed; NULL deletes it).  Returns -1 for
- * a read-only built-in (id, type, remoteIP, remotePort, connectedAt). */
-int conn_set_attribute(struct conn *c, const char *key, json_object *value);
+/* Set attribute KEY to VALUE (consumed; NULL deletes it).  ERR_NONE;
+ * ERR_ATTRIBUTE_READ_ONLY for a built-in (id, type, remoteIP, remotePort,
+ * connectedAt); ERR_PARAMS_TOO_LARGE when the attributes set would pass
+ * max_params_bytes (keys plus compact JSON texts); ERR_STORE_UNAVAILABLE
+ * when out of memory.  Nothing changes unless ERR_NONE. */
+enum roomd_err conn_set_attribute(struct conn *c, const char *key, json_object *value);
+/* Every KEY: VALUE of the JSON object PATCH (not consumed; a null VALUE
+ * deletes KEY), all or none: the errors of conn_set_attribute(), checked for
+ * the whole patch before anything changes. */
+enum roomd_err conn_set_attributes(struct conn *c, json_object *patch);
+
+/* The client's params (paramAdd): KEY = VALUE, both text.  ERR_NONE,
+ * ERR_TOO_MANY_PARAMS past max_params keys, ERR_PARAMS_TOO_LARGE past
+ * max_params_bytes (keys plus values), ERR_STORE_UNAVAILABLE. */
+enum roomd_err conn_param_set(struct conn *c, const char *key, const char *value);
+void conn_param_delete(struct conn *c, const char *key);
+void conn_params_clear(struct conn *c);
 /* Whether KEY is one of the read-only built-ins. */
 bool conn_attribute_read_only(const char *key);
 

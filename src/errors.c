@@ -16,6 +16,7 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_RATE_LIMIT] = "rate limit exceeded",
     [ERR_KEY_REQUIRED] = "key is required",
     [ERR_TOO_MANY_PARAMS] = "too many params",
+    [ERR_PARAMS_TOO_LARGE] = "params too large",
     [ERR_VERB_NOT_FOUND] = "verb not found or not allowed",
     [ERR_INVALID_REQUEST] = "invalid request",
     [ERR_REQUEST_TOO_LONG] = "request too long",

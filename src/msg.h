@@ -38,7 +38,9 @@ json_object *msg_chat_json(json_object *message, const char *room, const char *f
 
 /* Parse exactly one RFC 8259 JSON value of LEN bytes, nested at most
  * MAX_DEPTH deep (json-c's strict mode, plus no raw control characters in
- * strings and no NaN/Infinity).  *OUT may be NULL for "null". */
+ * strings and no NaN/Infinity), that json-c holds faithfully: no key twice in
+ * one object, no \u0000 in a key, no integer beyond int64/uint64.  *OUT may
+ * be NULL for "null". */
 bool json_parse_strict(const char *text, size_t len, int max_depth, json_object **out);
 
 /* json_object_to_json_string_ext flags used for everything on the wire. */

@@ -64,31 +64,45 @@ const char *request_arg(const struct request *req, const char *name, size_t *len
     return json_object_get_string(v);
 }
 
-bool request_param(const struct request *req, char **key, char **value)
+enum roomd_err request_text(const struct request *req, const char *name, const char **text)
+{
+    size_t len;
+    *text = request_arg(req, name, &len);
+    if (*text && strlen(*text) != len) {
+        *text = NULL;
+        return ERR_INVALID_REQUEST;
+    }
+    return ERR_NONE;
+}
+
+enum roomd_err request_param(const struct request *req, char **key, char **value)
 {
     *key = *value = NULL;
     if (req->json) {
-        size_t klen;
-        const char *k = request_arg(req, "key", &klen);
-        if (!k || klen == 0 || strlen(k) != klen)
-            return false;
+        const char *k;
+        if (request_text(req, "key", &k) != ERR_NONE)
+            return ERR_INVALID_REQUEST;
+        if (!k || !*k)
+            return ERR_KEY_REQUIRED;
         json_object *v = NULL;
         bool has_value = json_object_object_get_ex(req->json, "value", &v);
         const char *text = "";
-        if (v && json_object_is_type(v, json_type_string))
-            text = json_object_get_string(v);
-        else if (has_value) /* JSON null is the text "null" */
+        if (v && json_object_is_type(v, json_type_string)) {
+            if (request_text(req, "value", &text) != ERR_NONE)
+                return ERR_INVALID_REQUEST;
+        } else if (has_value) { /* JSON null is the text "null" */
             text = v ? json_object_to_json_string_ext(v, ROOMD_JSON_FLAGS) : "null";
+        }
         *key = strdup(k);
         *value = strdup(text);
-        return *key && *value;
+        return *key && *value ? ERR_NONE : ERR_STORE_UNAVAILABLE;
     }
     if (!req->arg || req->arg_len == 0)
-        return false;
+        return ERR_KEY_REQUIRED;
     size_t cut = strcspn(req->arg, "= ");
     if (cut == 0)
-        return false;
+        return ERR_KEY_REQUIRED;
     *key = strndup(req->arg, cut);
     *value = strdup(req->arg[cut] ? req->arg + cut + 1 : "");
-    return *key && *value;
+    return *key && *value ? ERR_NONE : ERR_STORE_UNAVAILABLE;
 }

@@ -29,9 +29,17 @@ void request_free(struct request *req);
  * string field NAME.  NULL when absent (or not a string); *LEN its bytes. */
 const char *request_arg(const struct request *req, const char *name, size_t *len);
 
+/* Argument NAME as a C string, for the verbs that use it as one (a param's
+ * key, silenceRoom's room): like request_arg(), but a JSON string holding a
+ * NUL (\u0000), which C would cut short -- "a\u0000zzz" deleting param "a"
+ * -- is ERR_INVALID_REQUEST.  *TEXT is NULL when the argument is absent. */
+enum roomd_err request_text(const struct request *req, const char *name, const char **text);
+
 /* paramAdd's KEY and VALUE.  The line form splits at the first '=' or
  * space; JSON uses "key" and "value" (a non-string value as its JSON text).
- * Returns false when the key is missing or empty.  Results are malloc'd. */
-bool request_param(const struct request *req, char **key, char **value);
+ * ERR_NONE with both malloc'd (free them in every case); ERR_KEY_REQUIRED
+ * when the key is missing or empty; ERR_INVALID_REQUEST when the key or a
+ * string value holds a NUL. */
+enum roomd_err request_param(const struct request *req, char **key, char **value);
 
 #endif

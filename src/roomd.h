@@ -63,7 +63,8 @@ void roomd_set_hooks(const struct roomd_hooks *hooks);
 /* Inside a hook, on the connection's own thread: */
 const char *roomd_conn_id(const roomd_conn *c);
 /* Set attribute KEY to the JSON value JSON_VALUE ("true", "\"gold\"", "3");
- * 0, or -1 when KEY is read-only or JSON_VALUE is not JSON. */
+ * 0, or -1 when KEY is read-only or JSON_VALUE is not JSON, or -2 when the
+ * connection's attributes would pass max_params_bytes (nothing changes). */
 int roomd_conn_set_attribute(roomd_conn *c, const char *key, const char *json_value);
 /* Attribute KEY as malloc'd JSON text (free it), NULL when unset. */
 char *roomd_conn_attribute(const roomd_conn *c, const char *key);

@@ -14,6 +14,7 @@
 
 #include "msg.h"
 #include "token.h"
+#include "utf8.h"
 
 /* A token longer than this is refused before any decoding. */
 #define TOKEN_MAX_LEN 8192
@@ -76,10 +77,17 @@ static char *b64url_encode(const unsigned char *in, size_t len)
 /* Tokens nest no deeper than this. */
 #define TOKEN_JSON_DEPTH 16
 
+/* A header or claims part: one JSON object (json_parse_strict: a claim twice,
+ * "role" and "role", is refused, not the last one kept).  Its text must be
+ * UTF-8, as JSON's is: json-c would take any byte in a string, and a claim
+ * becomes an attribute that goes out in WebSocket text frames (where a
+ * browser drops the connection on invalid UTF-8).  Escapes cannot make
+ * invalid UTF-8: json-c turns a lone surrogate into U+FFFD. */
 static json_object *parse_object(const unsigned char *text, size_t len)
 {
     json_object *o;
-    if (!json_parse_strict((const char *)text, len, TOKEN_JSON_DEPTH, &o))
+    if (!utf8_valid((const char *)text, len) ||
+        !json_parse_strict((const char *)text, len, TOKEN_JSON_DEPTH, &o))
         return NULL;
     if (!json_object_is_type(o, json_type_object)) {
         json_object_put(o);

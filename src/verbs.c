@@ -347,9 +347,12 @@ static void verb_listen(struct conn *c, uint64_t count, const struct request *re
 
 static void verb_silence(struct conn *c, uint64_t count, const struct request *req)
 {
-    size_t len;
-    const char *room = request_arg(req, "room", &len);
-    if (!room || len == 0) {
+    const char *room;
+    if (request_text(req, "room", &room) != ERR_NONE) {
+        conn_reply_err(c, count, ERR_INVALID_REQUEST); /* "a\u0000b" must not silence "a" */
+        return;
+    }
+    if (!room || !*room) {
         conn_reply_err(c, count, ERR_ROOM_REQUIRED);
         return;
     }
@@ -413,31 +416,26 @@ static void verb_details(struct conn *c, uint64_t count, const struct request *r
 static void verb_param_add(struct conn *c, uint64_t count, const struct request *req)
 {
     char *key, *value;
-    if (!request_param(req, &key, &value)) {
-        free(key);
-        free(value);
-        conn_reply_err(c, count, ERR_KEY_REQUIRED);
-        return;
-    }
-    if (!c->params && !(c->params = json_object_new_object())) {
-        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
-    } else if (!json_object_object_get_ex(c->params, key, NULL) &&
-               json_object_object_length(c->params) >= settings.max_params) {
-        conn_reply_err(c, count, ERR_TOO_MANY_PARAMS);
-    } else {
-        json_object_object_add(c->params, key, json_object_new_string(value));
-        conn_reply_ok(c, count, NULL, true);
-    }
+    enum roomd_err err = request_param(req, &key, &value);
+    if (!err)
+        err = conn_param_set(c, key, value);
     free(key);
     free(value);
+    if (err)
+        conn_reply_err(c, count, err);
+    else
+        conn_reply_ok(c, count, NULL, true);
 }
 
 /* The KEY argument of paramDelete / paramView. */
 static const char *key_arg(struct conn *c, uint64_t count, const struct request *req)
 {
-    size_t len;
-    const char *key = request_arg(req, "key", &len);
-    if (!key || len == 0) {
+    const char *key;
+    if (request_text(req, "key", &key) != ERR_NONE) {
+        conn_reply_err(c, count, ERR_INVALID_REQUEST);
+        return NULL;
+    }
+    if (!key || !*key) {
         conn_reply_err(c, count, ERR_KEY_REQUIRED);
         return NULL;
     }
@@ -449,8 +447,7 @@ static void verb_param_delete(struct conn *c, uint64_t count, const struct reque
     const char *key = key_arg(c, count, req);
     if (!key)
         return;
-    if (c->params)
-        json_object_object_del(c->params, key);
+    conn_param_delete(c, key);
     conn_reply_ok(c, count, NULL, true);
 }
 
@@ -474,8 +471,7 @@ static void verb_params_view(struct conn *c, uint64_t count, const struct reques
 
 static void verb_params_delete(struct conn *c, uint64_t count, const struct request *req)
 {
-    json_object_put(c->params);
-    c->params = NULL;
+    conn_params_clear(c);
     conn_reply_ok(c, count, NULL, true);
 }
 
@@ -507,14 +503,25 @@ static void verb_auth(struct conn *c, uint64_t count, const struct request *req)
         conn_reply_err(c, count, err);
         return;
     }
-    conn_set_attribute(c, "authenticated", json_object_new_boolean(1));
-    json_object_object_foreach(claims, name, value)
-    {
-        if (!claim_ignored(name))
-            conn_set_attribute(c, name, json_object_get(value));
+    /* authenticated first, so that a claim may say otherwise; all or nothing
+     * (a token's claims past max_params_bytes change nothing). */
+    json_object *patch = json_object_new_object();
+    err = ERR_STORE_UNAVAILABLE;
+    if (patch) {
+        json_object_object_add(patch, "authenticated", json_object_new_boolean(1));
+        json_object_object_foreach(claims, name, value)
+        {
+            if (!claim_ignored(name))
+                json_object_object_add(patch, name, json_object_get(value));
+        }
+        err = conn_set_attributes(c, patch);
+        json_object_put(patch);
     }
     json_object_put(claims);
-    conn_reply_ok(c, count, conn_attributes(c), true);
+    if (err)
+        conn_reply_err(c, count, err);
+    else
+        conn_reply_ok(c, count, conn_attributes(c), true);
 }
 
 static void verb_quit(struct conn *c, uint64_t count, const struct request *req)

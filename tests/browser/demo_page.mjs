@@ -1,6 +1,7 @@
 // demo_page.mjs -- roomd's demo page in a real browser: headless Chromium (Debian's
 // /usr/bin/chromium) driven by playwright-core. The page joins a room, says something a TCP
-// client hears, and shows what the TCP client says; a screenshot is saved.
+// client hears, and shows what the TCP client says; its member list follows other clients'
+// joins and leaves by itself; a screenshot is saved.
 //
 // Run by test_demo_page.py, which starts the daemon and passes ROOMD_WS_PORT,
 // ROOMD_TCP_PORT and SCREENSHOT (where the PNG goes) in the environment.
@@ -88,6 +89,12 @@ try {
   page.setDefaultTimeout(TIMEOUT);
   page.on('pageerror', (e) => errors.push(e.message));
   page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
+  // Every roomView the page sends: the member list must follow announcements without one.
+  let roomViews = 0;
+  page.on('websocket', (ws) =>
+    ws.on('framesent', (f) => {
+      if (String(f.payload).includes('"roomView"')) roomViews++;
+    }));
   await page.goto(`http://127.0.0.1:${WS_PORT}/`);
 
   // Connected and welcomed, in the default room.
@@ -125,11 +132,38 @@ try {
   await page.click('#listen');
   await page.locator('#listening li', { hasText: 'other' }).waitFor();
 
-  // A second TCP client joins: shown as an announcement, and the member list grows.
+  // A second TCP client joins: shown as an announcement, and the member list grows -- from
+  // the announcement itself, without Refresh and without another roomView (issue 11 item 15).
+  const viewsBefore = roomViews;
   const tcp2 = new Tcp();
   await tcp2.connect();
+  const tcp2Id = (await tcp2.request('detailsView')).data.id;
   await tcp2.request('roomChange lobby');
   await page.locator('#log li.announce', { hasText: 'has entered the room lobby' }).waitFor();
+  await page.locator('#members-count', { hasText: '(3)' }).waitFor();
+  await page.locator(`#members li[title="${tcp2Id}"]`).waitFor();
+
+  // It leaves, then a third joins and drops its connection: the list follows each.
+  await tcp2.request('roomLeave');
+  await page.locator('#members-count', { hasText: '(2)' }).waitFor();
+  await page.locator(`#members li[title="${tcp2Id}"]`).waitFor({ state: 'detached' });
+  const tcp3 = new Tcp();
+  await tcp3.connect();
+  const tcp3Id = (await tcp3.request('detailsView')).data.id;
+  await tcp3.request('roomChange lobby');
+  await page.locator(`#members li[title="${tcp3Id}"]`).waitFor();
+  await page.locator('#members-count', { hasText: '(3)' }).waitFor();
+  tcp3.sock.destroy();
+  await page.locator(`#members li[title="${tcp3Id}"]`).waitFor({ state: 'detached' });
+  await page.locator('#members-count', { hasText: '(2)' }).waitFor();
+  assert.deepEqual(
+    (await page.locator('#members li').evaluateAll((lis) => lis.map((li) => li.title))).sort(),
+    [pageId, tcpId].sort(), 'members after the joins and leaves');
+  assert.equal(roomViews, viewsBefore, 'the member list asked roomView again');
+
+  // Rejoined, it is back in the list.
+  await tcp2.request('roomChange lobby');
+  await page.locator(`#members li[title="${tcp2Id}"]`).waitFor();
   await page.locator('#members-count', { hasText: '(3)' }).waitFor();
 
   if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT });

@@ -22,7 +22,11 @@
  * Infinity and overflowing doubles only by walking the parsed tree, where
  * a later duplicate key hid them ({"k":NaN,"k":1}).  This harness found
  * both; msg.c now checks every number in the raw text, so both are
- * refused.  Any difference from the recogniser is a crash.
+ * refused.  Since issue 11, what json-c would not hold as sent is refused
+ * too: a key twice in one object (the recogniser knows it for certain when
+ * both are spelt alike; spelt two ways, "k" and "\u006b", either answer
+ * goes), a key holding \u0000, an integer beyond int64 / uint64.  Any
+ * difference from the recogniser is a crash.
  *
  * Then, for what is accepted: the compact serialization roomd sends
  * (ROOMD_JSON_FLAGS) holds no raw control character (so never a line
@@ -32,6 +36,7 @@
  * ASan/UBSan catch the rest.
  *
  * Build and run: tests/fuzz/run_fuzz.sh (scripts/test does it). */
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -52,6 +57,10 @@ struct rd {
     bool jsonc_number; /* a number RFC 8259 refuses and json-c may take */
     bool nonfinite;    /* NaN, Infinity, -Infinity or a double that overflows */
     bool dup_keys;     /* an object may hold one key twice (json-c keeps the last) */
+    bool dup_certain;  /* an object holds one key twice, spelt the same */
+    bool string_nul;   /* the string just read holds \u0000 */
+    bool key_nul;      /* a key holds \u0000 (json-c would cut it there) */
+    bool int_overflow; /* an integer beyond int64 / uint64 (json-c would clamp it) */
 };
 
 static bool rd_value(struct rd *r);
@@ -122,18 +131,24 @@ static bool rd_number(struct rd *r)
             return false;
         r->jsonc_number = true; /* json-c's gap: either answer */
     }
-    /* An integer never overflows: json-c clamps it to the int64 / uint64
-     * range.  A number with a fraction or an exponent is a double, and must
-     * be finite, as roomd requires. */
-    if (!memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n))
-        return true;
+    /* An integer must fit json-c's int64 / uint64 range (json-c would clamp
+     * it, and roomd refuses that); a number with a fraction or an exponent
+     * is a double, and must be finite, as roomd requires. */
+    bool integer = !memchr(s, '.', n) && !memchr(s, 'e', n) && !memchr(s, 'E', n);
     char *text = malloc(n + 1);
     if (!text)
         abort();
     memcpy(text, s, n);
     text[n] = '\0';
-    if (!isfinite(strtod(text, NULL)))
+    errno = 0;
+    if (!integer && !isfinite(strtod(text, NULL)))
         r->nonfinite = true;
+    else if (integer && text[0] == '-')
+        (void)strtoll(text, NULL, 10);
+    else if (integer)
+        (void)strtoull(text, NULL, 10);
+    if (integer && errno == ERANGE)
+        r->int_overflow = true;
     free(text);
     return true;
 }
@@ -151,6 +166,7 @@ static int hexval(unsigned char ch)
 
 static bool rd_string(struct rd *r)
 {
+    r->string_nul = false;
     r->pos++; /* the opening quote */
     while (r->pos < r->len) {
         unsigned char ch = r->s[r->pos++];
@@ -164,9 +180,15 @@ static bool rd_string(struct rd *r)
             return false;
         ch = r->s[r->pos++];
         if (ch == 'u') {
-            for (int i = 0; i < 4; i++)
-                if (r->pos >= r->len || hexval(r->s[r->pos++]) < 0)
+            int code = 0;
+            for (int i = 0; i < 4; i++) {
+                int h = r->pos < r->len ? hexval(r->s[r->pos++]) : -1;
+                if (h < 0)
                     return false;
+                code = code * 16 + h;
+            }
+            if (code == 0)
+                r->string_nul = true;
         } else if (!strchr("\"\\/bfnrt", ch) || ch == '\0') {
             return false;
         }
@@ -182,19 +204,22 @@ struct keys {
     size_t n;
 };
 
-/* Note the key just read (raw, quotes included): a repeat, or any escape in an object of two
- * or more keys ("k" and "\u006b", "a\u0000b" and "a\u0000c" are the same key to json-c),
- * may hide a member. */
+/* Note the key just read (raw, quotes included): a repeat is a duplicate for certain; any
+ * escape in an object of two or more keys ("k" and "\u006b" are the same key to json-c) may
+ * be one, and so may a key past KEYS_TRACKED. */
 static void note_key(struct rd *r, struct keys *k, size_t start)
 {
     size_t len = r->pos - start;
+    if (r->string_nul)
+        r->key_nul = true;
     if (k->n == KEYS_TRACKED) {
         r->dup_keys = true;
         return;
     }
     for (size_t i = 0; i < k->n; i++)
-        if ((k->len[i] == len && memcmp(r->s + k->start[i], r->s + start, len) == 0) ||
-            memchr(r->s + k->start[i], '\\', k->len[i]) || memchr(r->s + start, '\\', len))
+        if (k->len[i] == len && memcmp(r->s + k->start[i], r->s + start, len) == 0)
+            r->dup_certain = true;
+        else if (memchr(r->s + k->start[i], '\\', k->len[i]) || memchr(r->s + start, '\\', len))
             r->dup_keys = true;
     k->start[k->n] = start;
     k->len[k->n++] = len;
@@ -279,7 +304,7 @@ enum verdict { REFUSE, ACCEPT, EITHER };
 
 static enum verdict oracle(const char *text, size_t len, int max_depth)
 {
-    struct rd r = {(const unsigned char *)text, len, 0, 0, max_depth, false, false, false};
+    struct rd r = {.s = (const unsigned char *)text, .len = len, .max_depth = max_depth};
     if (!rd_value(&r))
         return REFUSE;
     rd_ws(&r);
@@ -287,6 +312,11 @@ static enum verdict oracle(const char *text, size_t len, int max_depth)
         return REFUSE;
     if (r.nonfinite || r.jsonc_number) /* both refused since issue 8's fixes */
         return REFUSE;
+    /* What json-c would not hold faithfully is refused since issue 11's. */
+    if (r.dup_certain || r.key_nul || r.int_overflow)
+        return REFUSE;
+    if (r.dup_keys) /* the same key spelt two ways, or one the oracle did not track */
+        return EITHER;
     return ACCEPT;
 }
 
@@ -305,7 +335,7 @@ static void check_serialization(json_object *obj, bool input_utf8, int max_depth
         abort();
     /* What roomd sends is RFC 8259 JSON (json-c writes a double as the text
      * it was parsed from, so a "1." read in would go out as "1."). */
-    if (rfc && oracle(text, len, max_depth) != ACCEPT)
+    if (rfc && oracle(text, len, max_depth) == REFUSE) /* EITHER: escaped keys, all distinct */
         abort();
     json_object *again = NULL;
     if (!json_parse_strict(text, len, max_depth, &again) || !json_object_equal(obj, again))

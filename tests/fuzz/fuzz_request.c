@@ -9,7 +9,8 @@
  * an object whose "event" string is the verb, it never holds a NUL; every
  * argument handed out is readable for its length and is valid UTF-8 (it
  * came from a UTF-8 line or from JSON escapes, which json-c decodes into
- * UTF-8); paramAdd's key is never empty nor holds a NUL, and in a verb line
+ * UTF-8); request_text() refuses exactly the arguments holding a NUL;
+ * paramAdd's key is never empty nor holds a NUL, and in a verb line
  * it stops before the first '=' or space; a line holding a NUL is refused.
  * ASan/UBSan catch the rest.
  *
@@ -82,9 +83,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             continue;
         check_text(arg, len);
         (void)verbs_room_name_valid(arg, len, FUZZ_MAX_ROOM_NAME);
+        /* request_text() hands out C strings only: whole, no NUL inside. */
+        const char *text;
+        enum roomd_err text_err = request_text(&req, arg_names[i], &text);
+        if (text_err == ERR_NONE ? !text || strlen(text) != len
+                                 : text != NULL || memchr(arg, 0, len) == NULL)
+            abort();
     }
     char *key, *value;
-    if (request_param(&req, &key, &value)) {
+    if (request_param(&req, &key, &value) == ERR_NONE) {
         if (!key || !value || !*key)
             abort();
         check_text(key, strlen(key));

@@ -10,7 +10,8 @@
  *   odd:  the rest is claims JSON (parsed as the token's claims are).  When
  *         it is an object, token_sign() must give a token that
  *         token_verify() answers exactly as PROTOCOL.md says for those
- *         claims (exp/nbf not numbers or nbf in the future: invalid token;
+ *         claims (exp/nbf not numbers, nbf in the future or claims that
+ *         are not UTF-8: invalid token;
  *         exp not after now: token expired; else the same claims back),
  *         that the same claims under another secret do not verify, and that
  *         changing any one character of it does not verify either (or
@@ -26,6 +27,7 @@
 
 #include "msg.h"
 #include "token.h"
+#include "utf8.h"
 
 #define FUZZ_SECRET "fuzz-secret"
 #define FUZZ_OTHER_SECRET "fuzz-secret2"
@@ -90,7 +92,12 @@ static void round_trip(const char *text, size_t len)
     size_t tlen = strlen(token);
     json_object *back;
     enum roomd_err err = verify(token, tlen, FUZZ_SECRET, &back);
-    enum roomd_err want = tlen > TOKEN_MAX ? ERR_INVALID_TOKEN : expected_answer(claims);
+    /* Claims text that is not UTF-8 (bytes json-c let through in a string)
+     * makes an invalid token. */
+    size_t blen = 0;
+    const char *body = json_object_to_json_string_length(claims, ROOMD_JSON_FLAGS, &blen);
+    enum roomd_err want =
+        tlen > TOKEN_MAX || !utf8_valid(body, blen) ? ERR_INVALID_TOKEN : expected_answer(claims);
     if (err != want || (err == ERR_NONE && !json_object_equal(claims, back)))
         abort();
     json_object_put(back);

@@ -25,7 +25,7 @@ sources() {
     line) echo "$src/proto_line.c" ;;
     request) echo "$src/request.c $src/msg.c $src/utf8.c" ;;
     json) echo "$src/msg.c $src/utf8.c" ;;
-    token) echo "$src/token.c $src/msg.c" ;;
+    token) echo "$src/token.c $src/msg.c $src/utf8.c" ;;
     config) echo "$src/config.c" ;;
     *) echo "run_fuzz: no harness '$1'" >&2; exit 2 ;;
     esac

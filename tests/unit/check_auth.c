@@ -129,6 +129,66 @@ START_TEST(test_number_value_not_spelling)
 }
 END_TEST
 
+/* Set the pattern {"uid":PATTERN} and report whether {"uid":ATTRIBUTE} matches it. */
+static bool uid_matches(const char *pattern, const char *attribute)
+{
+    char text[96];
+    snprintf(text, sizeof(text), "{\"uid\":%s}", pattern);
+    ck_assert_int_eq(set(text), 0);
+    snprintf(text, sizeof(text), "{\"uid\":%s}", attribute);
+    return match(text);
+}
+
+START_TEST(test_numbers_compare_exactly)
+{
+    /* Issue 11 item 5: a token for uid ...456700 entered the room guarded by uid ...456789,
+     * both being the same double.  Integers compare as integers; an integer equals a double
+     * only when the double is exactly that integer. */
+    static const char *const differ[][2] = {
+        {"1234567890123456789", "1234567890123456700"},
+        {"1234567890123456789", "1234567890123456789.0"}, /* the double is ...768 */
+        {"1234567890123456789", "1.234567890123456789e18"},
+        {"9007199254740993", "9007199254740992"}, /* 2^53 + 1 and 2^53 */
+        {"9007199254740993", "9007199254740992.0"},
+        {"18446744073709551615", "18446744073709551614"},   /* uint64 */
+        {"18446744073709551615", "9223372036854775807"},    /* uint64 vs int64 max */
+        {"9223372036854775808", "9223372036854775807"},     /* 2^63 vs 2^63 - 1 */
+        {"-9223372036854775808", "-9223372036854775807"},   /* int64 min */
+        {"-9223372036854775808", "9223372036854775808"},    /* the sign counts */
+        {"18446744073709551615", "18446744073709551616.0"}, /* 2^64 as a double */
+        {"2", "2.0000000000000004"},
+        {"2", "-2"},
+        {"0.1", "0.30000000000000004"},
+    };
+    static const char *const same[][2] = {
+        {"1234567890123456789", "1234567890123456789"},
+        {"1234567890123456768", "1234567890123456768.0"},   /* that double, exactly */
+        {"9223372036854775808", "9.223372036854775808e18"}, /* 2^63 */
+        {"-9223372036854775808", "-9223372036854775808.0"}, /* -2^63 */
+        {"-9223372036854775808", "-9223372036854775808"},
+        {"18446744073709551615", "18446744073709551615"},
+        {"0.1", "0.1"},
+        {"0", "-0.0"},
+    };
+    char wrong[1024] = "";
+    for (int order = 0; order < 2; order++) {
+        for (size_t i = 0; i < sizeof(differ) / sizeof(differ[0]); i++)
+            if (uid_matches(differ[i][order], differ[i][!order])) {
+                size_t n = strlen(wrong);
+                snprintf(wrong + n, sizeof(wrong) - n, " [%s matched %s]", differ[i][order],
+                         differ[i][!order]);
+            }
+        for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++)
+            if (!uid_matches(same[i][order], same[i][!order])) {
+                size_t n = strlen(wrong);
+                snprintf(wrong + n, sizeof(wrong) - n, " [%s missed %s]", same[i][order],
+                         same[i][!order]);
+            }
+    }
+    ck_assert_msg(wrong[0] == '\0', "numbers compared wrongly:%s", wrong);
+}
+END_TEST
+
 START_TEST(test_typed_null)
 {
     ck_assert_int_eq(set("{\"banned\":null}"), 0);
@@ -276,6 +336,7 @@ static Suite *auth_suite(void)
     tcase_add_test(tc, test_typed_bool);
     tcase_add_test(tc, test_typed_number);
     tcase_add_test(tc, test_number_value_not_spelling);
+    tcase_add_test(tc, test_numbers_compare_exactly);
     tcase_add_test(tc, test_typed_null);
     tcase_add_test(tc, test_typed_string);
     tcase_add_test(tc, test_missing_attribute);

@@ -20,7 +20,7 @@ static bool param_of(const char *s, char **key, char **value)
 {
     struct request req;
     ck_assert_int_eq(parse_str(s, &req), ERR_NONE);
-    bool ok = request_param(&req, key, value);
+    bool ok = request_param(&req, key, value) == ERR_NONE;
     request_free(&req);
     return ok;
 }
@@ -333,6 +333,128 @@ START_TEST(test_json_event_with_nul)
 }
 END_TEST
 
+START_TEST(test_json_duplicate_keys)
+{
+    /* Issue 11 item 10: json-c keeps the last of two equal keys, so
+     * {"event":"say","event":"roomView"} ran roomView.  A key twice in one
+     * object, at any depth and however it is spelt, is an invalid request. */
+    static const char *const duplicated[] = {
+        "{\"event\":\"say\",\"event\":\"roomView\"}",
+        "{\"event\":\"say\",\"message\":\"a\",\"message\":\"b\"}",
+        "{\"event\":\"say\",\"\\u0065vent\":\"roomView\"}", /* the same key, escaped */
+        "{\"event\":\"say\",\"message\":{\"a\":1,\"b\":2,\"a\":1}}",
+        "{\"event\":\"say\",\"message\":[{\"a\":{\"x\":1,\"x\" : 2}}]}",
+        "{\"event\":\"say\",\"m\":{\"a\":{},\"a\":{\"b\":1}}}", /* a dropped subtree */
+        "{ \"event\" : \"say\" , \"event\"\t:\"say\" }",
+    };
+    char accepted[1024] = "";
+    for (size_t i = 0; i < sizeof(duplicated) / sizeof(duplicated[0]); i++) {
+        struct request req;
+        if (parse_str(duplicated[i], &req) != ERR_INVALID_REQUEST) {
+            size_t n = strlen(accepted);
+            snprintf(accepted + n, sizeof(accepted) - n, " [%s]", duplicated[i]);
+        }
+        request_free(&req);
+    }
+    ck_assert_msg(accepted[0] == '\0', "duplicate keys accepted:%s", accepted);
+
+    /* Equal keys in different objects, and strings equal to a key, are fine. */
+    static const char *const distinct[] = {
+        "{\"event\":\"say\",\"a\":{\"k\":1},\"b\":{\"k\":1}}",
+        "{\"event\":\"say\",\"message\":[\"event\",\"event\"]}",
+        "{\"event\":\"event\",\"message\":\"message\"}",
+        "{\"event\":\"say\",\"message\":\"\\\"event\\\":1,\\\"event\\\":2\"}",
+        "{\"event\":\"say\",\"m\":[{\"a\":1},{\"a\":1}]}",
+    };
+    for (size_t i = 0; i < sizeof(distinct) / sizeof(distinct[0]); i++) {
+        struct request req;
+        ck_assert_msg(parse_str(distinct[i], &req) == ERR_NONE, "refused: %s", distinct[i]);
+        request_free(&req);
+    }
+}
+END_TEST
+
+START_TEST(test_json_key_with_nul)
+{
+    /* json-c cuts a key at its NUL: "message\u0000x" would be "message". */
+    INVALID("{\"event\":\"say\",\"message\\u0000x\":\"hi\"}");
+    INVALID("{\"event\":\"say\",\"message\":{\"\\u0000\":1}}");
+    /* A NUL in a value is JSON's business; request_text() refuses it where C needs a string. */
+    struct request req;
+    ck_assert_int_eq(parse_str("{\"event\":\"say\",\"message\":\"a\\u0000b\"}", &req), ERR_NONE);
+    request_free(&req);
+}
+END_TEST
+
+START_TEST(test_json_integer_beyond_64_bits)
+{
+    /* json-c would hold these as the nearest int64/uint64 (18446744073709551616 as
+     * 18446744073709551615): not the number sent, so not accepted. */
+    INVALID("{\"event\":\"say\",\"n\":18446744073709551616}");
+    INVALID("{\"event\":\"say\",\"n\":-9223372036854775809}");
+    INVALID("{\"event\":\"say\",\"n\":[99999999999999999999999]}");
+    struct request req;
+    ck_assert_int_eq(
+        parse_str("{\"event\":\"say\",\"n\":[18446744073709551615,-9223372036854775808,1e300]}",
+                  &req),
+        ERR_NONE);
+    request_free(&req);
+}
+END_TEST
+
+START_TEST(test_text_with_nul)
+{
+    /* Issue 11 item 9: {"event":"paramDelete","key":"a\u0000zzz"} deleted "a".  An
+     * argument used as a C string that holds a NUL is an invalid request. */
+    struct request req;
+    const char *text = "x";
+    ck_assert_int_eq(parse_str("{\"event\":\"paramDelete\",\"key\":\"a\\u0000zzz\"}", &req),
+                     ERR_NONE);
+    ck_assert_int_eq(request_text(&req, "key", &text), ERR_INVALID_REQUEST);
+    ck_assert_ptr_null(text);
+    ck_assert_int_eq(request_text(&req, "room", &text), ERR_NONE); /* absent */
+    ck_assert_ptr_null(text);
+    request_free(&req);
+
+    ck_assert_int_eq(parse_str("{\"event\":\"silenceRoom\",\"room\":\"\\u0000\"}", &req), ERR_NONE);
+    ck_assert_int_eq(request_text(&req, "room", &text), ERR_INVALID_REQUEST);
+    request_free(&req);
+
+    ck_assert_int_eq(parse_str("{\"event\":\"silenceRoom\",\"room\":\"lobby\"}", &req), ERR_NONE);
+    ck_assert_int_eq(request_text(&req, "room", &text), ERR_NONE);
+    ck_assert_str_eq(text, "lobby");
+    request_free(&req);
+}
+END_TEST
+
+/* request_param()'s answer for the JSON request S (key and value freed). */
+static enum roomd_err param_err(const char *s)
+{
+    struct request req;
+    char *k, *v;
+    ck_assert_int_eq(parse_str(s, &req), ERR_NONE);
+    enum roomd_err err = request_param(&req, &k, &v);
+    free(k);
+    free(v);
+    request_free(&req);
+    return err;
+}
+
+START_TEST(test_param_with_nul)
+{
+    ck_assert_int_eq(param_err("{\"event\":\"paramAdd\",\"key\":\"a\\u0000b\",\"value\":\"v\"}"),
+                     ERR_INVALID_REQUEST);
+    ck_assert_int_eq(param_err("{\"event\":\"paramAdd\",\"key\":\"\\u0000\",\"value\":\"v\"}"),
+                     ERR_INVALID_REQUEST);
+    ck_assert_int_eq(param_err("{\"event\":\"paramAdd\",\"key\":\"k\",\"value\":\"v\\u0000w\"}"),
+                     ERR_INVALID_REQUEST);
+    /* A non-string value is stored as its JSON text, where the NUL stays escaped. */
+    expect_param("{\"event\":\"paramAdd\",\"key\":\"k\",\"value\":[\"\\u0000\"]}", "k",
+                 "[\"\\u0000\"]");
+    ck_assert_int_eq(param_err("{\"event\":\"paramAdd\",\"value\":\"v\"}"), ERR_KEY_REQUIRED);
+}
+END_TEST
+
 /* ---- request_param (paramAdd) ---- */
 
 START_TEST(test_param_line)
@@ -418,6 +540,11 @@ static Suite *request_suite(void)
     tcase_add_test(tc, test_json_request);
     tcase_add_test(tc, test_json_non_string_field);
     tcase_add_test(tc, test_json_invalid);
+    tcase_add_test(tc, test_json_duplicate_keys);
+    tcase_add_test(tc, test_json_key_with_nul);
+    tcase_add_test(tc, test_json_integer_beyond_64_bits);
+    tcase_add_test(tc, test_text_with_nul);
+    tcase_add_test(tc, test_param_with_nul);
     tcase_add_test(tc, test_json_rfc8259_only);
     tcase_add_test(tc, test_json_missing_event);
     tcase_add_test(tc, test_json_non_string_event);

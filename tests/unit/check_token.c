@@ -581,6 +581,69 @@ START_TEST(test_json_strict)
 }
 END_TEST
 
+START_TEST(test_claims_not_utf8)
+{
+    /* Issue 11 item 7: claims become attributes, which go out in WebSocket
+     * text frames; bytes that are not UTF-8, in a key or in a string value
+     * at any depth, make the token invalid. */
+    static const char *const payloads[] = {
+        "{\"role\":\"\xff\"}",                  /* a value */
+        "{\"r\xc3\":\"admin\"}",                /* a key cut inside a character */
+        "{\"role\":\"caf\xc3\"}",               /* a truncated sequence */
+        "{\"role\":\"\xc0\xaf\"}",              /* an overlong '/' */
+        "{\"role\":\"\xed\xa0\x80\"}",          /* a surrogate, U+D800 */
+        "{\"a\":{\"b\":[\"ok\",\"\xfe\"]}}",    /* nested */
+        "{\"a\":{\"\xf8\x88\x80\x80\x80\":1}}", /* a nested key */
+    };
+    char accepted[512] = "";
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++)
+        if (verify_payload(payloads[i], NOW) != ERR_INVALID_TOKEN) {
+            size_t n = strlen(accepted);
+            snprintf(accepted + n, sizeof(accepted) - n, " [payload %zu]", i);
+        }
+    ck_assert_msg(accepted[0] == '\0', "claims that are not UTF-8 accepted:%s", accepted);
+    /* UTF-8, and escapes (a lone surrogate escape becomes U+FFFD), are fine. */
+    ck_assert_int_eq(verify_payload("{\"r\xc3\xb4le\":\"caf\xc3\xa9 \xf0\x9f\x98\x80\"}", NOW),
+                     ERR_NONE);
+    ck_assert_int_eq(verify_payload("{\"role\":\"\\u00e9\\ud800\"}", NOW), ERR_NONE);
+}
+END_TEST
+
+START_TEST(test_duplicate_claims)
+{
+    /* Issue 11 item 10: json-c keeps the last of two equal keys, so a token
+     * with two role claims said whatever its last one said. */
+    static const char *const payloads[] = {
+        "{\"role\":\"user\",\"role\":\"admin\"}",
+        "{\"role\":\"user\",\"\\u0072ole\":\"admin\"}",
+        "{\"exp\":1,\"exp\":4000000000}",
+        "{\"a\":{\"k\":1,\"k\":2}}",
+    };
+    for (size_t i = 0; i < sizeof(payloads) / sizeof(payloads[0]); i++)
+        ck_assert_msg(verify_payload(payloads[i], NOW) == ERR_INVALID_TOKEN,
+                      "payload '%s' accepted", payloads[i]);
+    char *t = make_token("{\"alg\":\"none\",\"alg\":\"HS256\"}", "{\"a\":1}", SECRET);
+    ck_assert_msg(verify(t) == ERR_INVALID_TOKEN, "header with alg twice accepted");
+    free(t);
+    ck_assert_int_eq(verify_payload("{\"role\":\"user\",\"a\":{\"role\":1}}", NOW), ERR_NONE);
+}
+END_TEST
+
+START_TEST(test_claim_integer_beyond_64_bits)
+{
+    /* json-c would hold 18446744073709551616 as 18446744073709551615: a
+     * claim that is not the number signed is refused. */
+    ck_assert_int_eq(verify_payload("{\"uid\":18446744073709551616}", NOW), ERR_INVALID_TOKEN);
+    ck_assert_int_eq(verify_payload("{\"uid\":-9223372036854775809}", NOW), ERR_INVALID_TOKEN);
+    json_object *claims = NULL;
+    char *t = hs256("{\"uid\":18446744073709551615}");
+    ck_assert_int_eq(verify_at(t, SECRET, NOW, &claims), ERR_NONE);
+    ck_assert_uint_eq(json_object_get_uint64(json_object_object_get(claims, "uid")), UINT64_MAX);
+    json_object_put(claims);
+    free(t);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- time */
 
 static enum roomd_err verify_claims_at(const char *fmt, long long value, int64_t now)
@@ -814,6 +877,9 @@ static Suite *token_suite(void)
     tcase_add_test(tc, test_payload_not_an_object);
     tcase_add_test(tc, test_header_not_an_object);
     tcase_add_test(tc, test_json_strict);
+    tcase_add_test(tc, test_claims_not_utf8);
+    tcase_add_test(tc, test_duplicate_claims);
+    tcase_add_test(tc, test_claim_integer_beyond_64_bits);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("time");
