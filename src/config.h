@@ -39,6 +39,10 @@ struct roomd_config {
     long output_limit;
     long say_rate;
     long say_burst;
+    long join_rate;
+    long join_burst;
+    long announce_rate;
+    long max_listening;
     long idle_timeout;
     long room_view_limit;
     char *token_secret;

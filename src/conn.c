@@ -6,10 +6,13 @@
  * connection with one sendmsg (Redis' handleClientsWithPendingWrites).  A
  * fan-out of K messages to a connection in one turn is then one system
  * call, and EV_WRITE is armed only when the socket is full, so the common
- * case costs no epoll_ctl at all.  A client whose pending output passes
- * output_limit is not reading and is dropped at once (Redis'
+ * case costs no epoll_ctl at all.  output_limit is checked after that
+ * write, against what the kernel did not take: a client still holding more
+ * than output_limit bytes in roomd is not keeping up and is dropped (Redis'
  * client-output-buffer-limit), so a stalled reader costs at most
- * output_limit bytes and slows nobody else. */
+ * output_limit bytes (plus one turn's output) and slows nobody else, while
+ * a client that reads as fast as it can is never cut off by what one turn
+ * queued before the write was even tried. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
@@ -40,6 +43,9 @@
 #define CACHE_LINE 64
 _Static_assert(offsetof(struct conn, fd) + sizeof(evutil_socket_t) <= CACHE_LINE,
                "the delivery fields of struct conn fit one cache line");
+
+#define MS_PER_SEC 1000
+#define NS_PER_MS 1000000
 
 /* How long a closing connection may take to accept its goodbye. */
 #define CLOSE_DRAIN_TIMEOUT_SEC 2
@@ -127,7 +133,21 @@ static int64_t monotonic_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * MS_PER_SEC + ts.tv_nsec / NS_PER_MS;
+}
+
+/* Fill B to BURST tokens (a new connection starts with a full bucket). */
+static void bucket_fill(struct conn_bucket *b, long burst)
+{
+    b->tokens = burst > 0 ? (double)burst : 1.0;
+    b->refill_at = monotonic_ms();
+}
+
+/* Arm C's read timeout with idle_timeout (0: none). */
+static void conn_set_idle_timeout(struct conn *c)
+{
+    struct timeval idle = {settings.idle_timeout, 0};
+    bufferevent_set_timeouts(c->bev, settings.idle_timeout > 0 ? &idle : NULL, NULL);
 }
 
 static void schedule_reap(struct conn *c)
@@ -188,10 +208,13 @@ static void pending_unlink(struct conn *c)
 
 /* Put C on its worker's pending list, where the flush event at the end of
  * this loop turn finds it.  A connection waiting for its socket to take
- * more (write_waiting) is written by write_ev instead and stays off. */
+ * more (write_waiting) is listed too: the flush tries its write once more
+ * (EAGAIN when still full) and then checks output_limit against what is
+ * left, so a client that never reads is dropped in the turn it passes the
+ * limit, not when (never) its socket drains. */
 static void output_added(struct conn *c)
 {
-    if (c->pending_prev || c->write_waiting)
+    if (c->pending_prev)
         return;
     struct worker *w = c->worker;
     if (!w->out_pending)
@@ -336,8 +359,10 @@ static void write_unwait(struct conn *c)
 
 /* Write what C has queued, as much as the socket takes now, CONN_WRITE_IOV
  * buffers per call.  A short write means the socket is full: the rest
- * waits for EV_WRITE (armed only then).  A closing connection that drained
- * is reaped.  MSG_NOSIGNAL: a peer gone is an error here, not a signal. */
+ * waits for EV_WRITE (armed only then), and if the rest -- what the kernel
+ * did not take -- passes output_limit, C is not keeping up and is dropped.
+ * A closing connection that drained is reaped.  MSG_NOSIGNAL: a peer gone
+ * is an error here, not a signal. */
 static void conn_flush(struct conn *c)
 {
     struct iovec iov[CONN_WRITE_IOV];
@@ -360,6 +385,10 @@ static void conn_flush(struct conn *c)
             break;
     }
     if (c->out) {
+        if (!c->closing && (long)c->out_bytes > settings.output_limit) {
+            conn_abort(c, "output buffer limit exceeded");
+            return;
+        }
         if (!c->write_waiting)
             write_wait(c);
         return;
@@ -388,9 +417,17 @@ void conn_flush_pending(struct worker *w)
     }
 }
 
+/* What one loop turn may queue to one connection on top of output_limit
+ * before its write is tried.  An honest turn queues far less (READ_PER_TURN
+ * of input per speaker, fanned out in room batches of at most
+ * BATCH_COMBINE_MAX bytes), so this never cuts a reader; it only keeps a
+ * pathological turn (a flood of jobs from every other worker) from queueing
+ * unbounded memory before the flush gets to check output_limit. */
+#define CONN_TURN_OUTPUT_MAX (8L * 1024 * 1024)
+
 void conn_check_output_limit(struct conn *c)
 {
-    if (!c->dead && (long)c->out_bytes > settings.output_limit)
+    if (!c->dead && (long)c->out_bytes > settings.output_limit + CONN_TURN_OUTPUT_MAX)
         conn_abort(c, "output buffer limit exceeded");
 }
 
@@ -690,18 +727,15 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     if ((size_t)addrlen <= sizeof(c->peer))
         memcpy(&c->peer, addr, (size_t)addrlen);
     c->params = NULL; /* made by the first paramAdd: most clients never set one */
-    c->say_tokens = settings.say_burst > 0 ? (double)settings.say_burst : 1.0; /* full */
-    c->say_refill_at = monotonic_ms();
+    bucket_fill(&c->say_bucket, settings.say_burst);
+    bucket_fill(&c->join_bucket, settings.join_burst);
     HASH_ADD(hh, w->conns, serial, sizeof(c->serial), c);
     index_add(c);
     atomic_fetch_add(&conns_by_transport[t], 1);
     worker_count(w, stat_connections);
 
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    if (settings.idle_timeout > 0) {
-        struct timeval idle = {settings.idle_timeout, 0};
-        bufferevent_set_timeouts(c->bev, &idle, NULL);
-    }
+    conn_set_idle_timeout(c);
     bufferevent_disable(c->bev, EV_WRITE); /* output: conn_flush() */
     bufferevent_enable(c->bev, EV_READ);
     if (c->proto->on_open)
@@ -876,9 +910,8 @@ void conn_reap(struct conn *c)
     json_object_put(c->attrs_set);
     json_object_put(c->params);
     free(c->room);
-    for (int i = 0; i < c->nlistening; i++)
-        free(c->listening[i].room);
-    free(c->listening);
+    while (c->listening) /* verbs_disconnected emptied it; this is for a failure */
+        conn_listen_remove(c, c->listening);
     free(c);
     conn_slot_release();
 }
@@ -912,20 +945,33 @@ void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err)
 
 /* ------------------------------------------------------------- state */
 
-bool conn_say_allowed(struct conn *c)
+/* Take one token from B, refilled at RATE per second up to BURST (0
+ * counts as 1); a RATE of 0 turns the limit off.  Returns whether a token
+ * was there. */
+static bool bucket_take(struct conn_bucket *b, long rate, long burst)
 {
-    if (settings.say_rate <= 0)
+    if (rate <= 0)
         return true;
     int64_t now = monotonic_ms();
-    double cap = settings.say_burst > 0 ? (double)settings.say_burst : 1.0;
-    c->say_tokens += (double)(now - c->say_refill_at) * (double)settings.say_rate / 1000.0;
-    if (c->say_tokens > cap)
-        c->say_tokens = cap;
-    c->say_refill_at = now;
-    if (c->say_tokens < 1.0)
+    double cap = burst > 0 ? (double)burst : 1.0;
+    b->tokens += (double)(now - b->refill_at) * (double)rate / MS_PER_SEC;
+    if (b->tokens > cap)
+        b->tokens = cap;
+    b->refill_at = now;
+    if (b->tokens < 1.0)
         return false;
-    c->say_tokens -= 1.0;
+    b->tokens -= 1.0;
     return true;
+}
+
+bool conn_say_allowed(struct conn *c)
+{
+    return bucket_take(&c->say_bucket, settings.say_rate, settings.say_burst);
+}
+
+bool conn_join_allowed(struct conn *c)
+{
+    return bucket_take(&c->join_bucket, settings.join_rate, settings.join_burst);
 }
 
 json_object *conn_details(const struct conn *c)
@@ -937,8 +983,8 @@ json_object *conn_details(const struct conn *c)
                                json_object_get(json_object_object_get(attrs, builtins[i])));
     json_object_object_add(o, "room", c->room ? json_object_new_string(c->room) : NULL);
     json_object *rooms = json_object_new_array();
-    for (int i = 0; i < c->nlistening; i++)
-        json_object_array_add(rooms, json_object_new_string(c->listening[i].room));
+    for (const struct listen_entry *e = c->listening; e; e = e->hh.next)
+        json_object_array_add(rooms, json_object_new_string(e->room));
     json_object_object_add(o, "listeningRooms", rooms);
     json_object_object_add(o, "params",
                            c->params ? json_object_get(c->params) : json_object_new_object());
@@ -946,18 +992,55 @@ json_object *conn_details(const struct conn *c)
     return o;
 }
 
-int conn_listen_find(const struct conn *c, const char *room)
+struct listen_entry *conn_listen_find(const struct conn *c, const char *room)
 {
-    for (int i = 0; i < c->nlistening; i++)
-        if (strcmp(c->listening[i].room, room) == 0)
-            return i;
-    return -1;
+    struct listen_entry *e;
+    HASH_FIND_STR(c->listening, room, e);
+    return e;
 }
 
-void conn_listen_remove_at(struct conn *c, int i)
+struct listen_entry *conn_listen_find_uid(const struct conn *c, uint64_t uid)
 {
-    free(c->listening[i].room);
-    memmove(&c->listening[i], &c->listening[i + 1],
-            (size_t)(c->nlistening - i - 1) * sizeof(c->listening[0]));
+    struct listen_entry *e;
+    HASH_FIND(hh_uid, c->listening_by_uid, &uid, sizeof(uid), e);
+    return e;
+}
+
+struct listen_entry *conn_listen_add(struct conn *c, const char *room, uint64_t uid)
+{
+    size_t len = strlen(room);
+    struct listen_entry *e = calloc(1, sizeof(*e) + len + 1);
+    if (!e)
+        return NULL;
+    memcpy(e->room, room, len + 1);
+    e->uid = uid;
+    HASH_ADD_KEYPTR(hh, c->listening, e->room, len, e);
+    HASH_ADD(hh_uid, c->listening_by_uid, uid, sizeof(e->uid), e);
+    c->nlistening++;
+    return e;
+}
+
+void conn_listen_remove(struct conn *c, struct listen_entry *e)
+{
+    HASH_DEL(c->listening, e);
+    HASH_DELETE(hh_uid, c->listening_by_uid, e);
     c->nlistening--;
+    free(e);
+}
+
+/* Runs on each worker after SIGHUP swapped the settings in: what
+ * conn_new() copied into a connection (the idle timer; the WebSocket
+ * stream's max_line) follows the new values, as roomd(8) says.  The idle
+ * timer of an open connection starts again from the reload. */
+void conn_apply_settings(struct worker *w)
+{
+    struct conn *c, *next;
+    HASH_ITER(hh, w->conns, c, next)
+    {
+        if (c->dead || c->closing)
+            continue;
+        conn_set_idle_timeout(c);
+        if (c->proto->on_settings)
+            c->proto->on_settings(c);
+    }
 }

@@ -20,10 +20,23 @@
 
 #define CONN_ID_LEN 36
 
+/* A room the connection listens to.  It is in two hashes of the
+ * connection, by room name (the verbs) and by room uid (the worker's local
+ * index), so listening, silencing and every fan-out bookkeeping step cost
+ * O(1) however many rooms a connection hears. */
 struct listen_entry {
-    char *room;
+    UT_hash_handle hh;     /* c->listening, by room name, in listening order */
+    UT_hash_handle hh_uid; /* c->listening_by_uid, by uid */
     uint64_t uid;
     uint32_t slot; /* this connection's place in the worker's local index */
+    char room[];
+};
+
+/* A token bucket: TOKENS refilled at a rate per second up to a burst
+ * (say_rate / say_burst, join_rate / join_burst). */
+struct conn_bucket {
+    double tokens;
+    int64_t refill_at; /* monotonic ms */
 };
 
 struct conn_proto; /* the transport's framing: proto_line.c, proto_ws.c */
@@ -71,20 +84,23 @@ struct conn {
 
     char *room; /* NULL when in no room; kept when the room is deleted */
     uint64_t room_uid;
-    uint32_t room_slot;     /* this connection's place in the worker's local index */
-    int64_t room_joined_at; /* kept for the store's re-registration */
-    struct listen_entry *listening;
-    int nlistening;
+    uint32_t room_slot;                    /* this connection's place in the worker's local index */
+    int64_t room_joined_at;                /* kept for the store's re-registration */
+    struct listen_entry *listening;        /* hash by room name */
+    struct listen_entry *listening_by_uid; /* the same entries, by uid */
+    long nlistening;
     uint32_t input_kept; /* input left unhandled after the last read (see on_read) */
 
-    uint64_t request_count; /* messageCount of the last request */
-    double say_tokens;
-    int64_t say_refill_at; /* monotonic ms */
+    uint64_t request_count;         /* messageCount of the last request */
+    struct conn_bucket say_bucket;  /* say_rate / say_burst */
+    struct conn_bucket join_bucket; /* join_rate / join_burst */
 
     void *proto_state;  /* the transport's own state (WebSocket: wslay) */
     bool session;       /* welcomed: the protocol session has started */
     bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
+    size_t line_seen;   /* line transport: bytes of input searched, no end of line in them */
+    size_t line_pulled; /* ... and made contiguous by the last pull-up (line_partial) */
     bool reap_deferred; /* dead, but a store callback still holds it */
     int holds;          /* store operations in flight that will call back */
     struct conn *reap_next;
@@ -108,6 +124,9 @@ struct conn_proto {
     void (*send_close)(struct conn *c, int code);
     /* Free proto_state; may be NULL. */
     void (*on_free)(struct conn *c);
+    /* SIGHUP installed new settings: apply those the transport copied
+     * (WebSocket: max_line); may be NULL. */
+    void (*on_settings)(struct conn *c);
 };
 
 /* Take ownership of an accepted socket on worker W: welcome, default room. */
@@ -116,8 +135,8 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
 /* Send an object to the client (consumes OBJ). */
 void conn_send_json(struct conn *c, json_object *obj);
 /* Send a shared message (a reference is queued, the bytes are not copied);
- * drops the connection past output_limit.  Returns whether it was queued:
- * the caller counts deliveries (once per fan-out job, not per recipient). */
+ * drops the connection past the turn's backstop (conn_check_output_limit).  Returns whether it was
+ * queued: the caller counts deliveries (once per fan-out job, not per recipient). */
 bool conn_send_msg(struct conn *c, struct msg *m);
 /* The messages MS[0..N) framed for C's transport and laid end to end: one
  * message that conn_send_framed() queues, as one buffer, to any connection
@@ -129,7 +148,9 @@ bool conn_send_framed(struct conn *c, struct msg *f);
 /* Queue LEN bytes the transport sends as they are (an HTTP answer, a
  * WebSocket control frame), in order with everything else. */
 void conn_send_raw(struct conn *c, const void *data, size_t len);
-/* Drop C if its queued output passed output_limit (it is not reading). */
+/* Drop C if what it has queued in this loop turn, before the turn's write,
+ * passed the backstop (see "Output" in conn.c); output_limit itself is
+ * checked after the write, against what the kernel did not take. */
 void conn_check_output_limit(struct conn *c);
 /* Write every connection of W with new output (W's flush event). */
 void conn_flush_pending(struct worker *w);
@@ -156,6 +177,8 @@ void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err);
 
 /* Whether the token bucket allows one more say now (and takes a token). */
 bool conn_say_allowed(struct conn *c);
+/* The same for roomChange, roomLeave, listenToRoom and silenceRoom. */
+bool conn_join_allowed(struct conn *c);
 /* detailsView data. */
 json_object *conn_details(const struct conn *c);
 /* Every attribute, the built-ins included, as a new JSON object. */
@@ -180,9 +203,17 @@ void conn_params_clear(struct conn *c);
 /* Whether KEY is one of the read-only built-ins. */
 bool conn_attribute_read_only(const char *key);
 
-/* The listening list. */
-int conn_listen_find(const struct conn *c, const char *room);
-void conn_listen_remove_at(struct conn *c, int i);
+/* The rooms C listens to (see struct listen_entry), each operation O(1):
+ * find by name or by uid (NULL: not listening), add (NULL: out of memory),
+ * remove (frees E). */
+struct listen_entry *conn_listen_find(const struct conn *c, const char *room);
+struct listen_entry *conn_listen_find_uid(const struct conn *c, uint64_t uid);
+struct listen_entry *conn_listen_add(struct conn *c, const char *room, uint64_t uid);
+void conn_listen_remove(struct conn *c, struct listen_entry *e);
+
+/* SIGHUP installed new settings: apply idle_timeout and the transport's
+ * own (max_line) to every open connection of W (W's thread). */
+void conn_apply_settings(struct worker *w);
 
 /* Connections by id, across threads: where a connection lives. */
 bool conn_lookup(const char *id, int *worker, uint64_t *serial);

@@ -30,6 +30,7 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_BINARY_FRAME] = "binary frames are not supported",
     [ERR_STORE_UNAVAILABLE] = "store unavailable",
     [ERR_SAY_REFUSED] = "message refused",
+    [ERR_TOO_MANY_LISTENING] = "too many rooms listened to",
     [ERR_UNAUTHORIZED] = "unauthorized",
     [ERR_NOT_FOUND] = "not found",
     [ERR_METHOD_NOT_ALLOWED] = "method not allowed",

@@ -33,6 +33,7 @@ enum roomd_err {
     ERR_BINARY_FRAME,
     ERR_STORE_UNAVAILABLE,
     ERR_SAY_REFUSED,
+    ERR_TOO_MANY_LISTENING,
     /* the admin HTTP API's own */
     ERR_UNAUTHORIZED,
     ERR_NOT_FOUND,

@@ -597,6 +597,13 @@ void ws_stream_free(struct ws_stream *s)
     free(s);
 }
 
+void ws_stream_set_max_msg(struct ws_stream *s, size_t max_msg)
+{
+    s->max_msg = max_msg;
+    if (s->msg_len > max_msg) /* keeps max_msg - msg_len in stream_frame_start from wrapping */
+        s->msg_too_long = true;
+}
+
 bool ws_stream_close_sent(const struct ws_stream *s)
 {
     return s->close_sent;
@@ -797,6 +804,14 @@ static void ws_send_close(struct conn *c, int code)
         ws_stream_close(ws->stream, (uint16_t)code);
 }
 
+/* SIGHUP: an open session's stream follows the new max_line. */
+static void ws_on_settings(struct conn *c)
+{
+    struct ws_conn *ws = c->proto_state;
+    if (ws && ws->stream)
+        ws_stream_set_max_msg(ws->stream, (size_t)settings.max_line);
+}
+
 static void ws_on_free(struct conn *c)
 {
     struct ws_conn *ws = c->proto_state;
@@ -817,4 +832,5 @@ const struct conn_proto ws_proto = {
     .frame = ws_frame,
     .send_close = ws_send_close,
     .on_free = ws_on_free,
+    .on_settings = ws_on_settings,
 };

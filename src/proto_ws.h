@@ -95,6 +95,9 @@ struct ws_stream;
 /* A stream that reports text messages of at most MAX_MSG bytes. */
 struct ws_stream *ws_stream_new(size_t max_msg, const struct ws_stream_ops *ops, void *arg);
 void ws_stream_free(struct ws_stream *s);
+/* A new max_msg (SIGHUP changed max_line): messages that start from now
+ * on get it; a message being read that is already longer is too long. */
+void ws_stream_set_max_msg(struct ws_stream *s, size_t max_msg);
 /* Feed LEN bytes from the client.  Returns false once the stream has sent
  * a close frame (the client's close was answered, or the client broke the
  * protocol): the connection should close when its output has drained, and

@@ -13,6 +13,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <uthash.h>
 
@@ -37,6 +38,11 @@ struct room {
     struct member *members;
     long nmembers;
     atomic_int *recipients; /* [nworkers] local members + listeners */
+    /* The announcement budget (registry_announce_allowed): the second it
+     * counts for and the announcements made in it, atomics changed under
+     * the read lock like the recipient counts. */
+    _Atomic int64_t announce_second;
+    atomic_long announce_count;
     char name[];
 };
 
@@ -245,6 +251,31 @@ enum roomd_err registry_check_listen(const char *name, json_object *attrs, uint6
         *uid = r->uid;
     pthread_rwlock_unlock(&s->lock);
     return err;
+}
+
+/* A fixed window of one second per room: the first announcement of a new
+ * second resets the count (a race between two workers at the turn of the
+ * second costs at most an announcement or two either way). */
+bool registry_announce_allowed(const char *name, uint64_t uid, long per_second)
+{
+    if (per_second <= 0)
+        return true;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t second = (int64_t)ts.tv_sec;
+    struct shard *s = shard_of(name);
+    bool allowed = true;
+    pthread_rwlock_rdlock(&s->lock);
+    struct room *r = room_find(s, name);
+    if (r && r->uid == uid) {
+        int64_t seen = atomic_load_explicit(&r->announce_second, memory_order_relaxed);
+        if (seen != second && atomic_compare_exchange_strong(&r->announce_second, &seen, second))
+            atomic_store_explicit(&r->announce_count, 0, memory_order_relaxed);
+        allowed =
+            atomic_fetch_add_explicit(&r->announce_count, 1, memory_order_relaxed) < per_second;
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return allowed;
 }
 
 void registry_recipients_add(const char *name, uint64_t uid, int worker, int delta)

@@ -42,6 +42,11 @@ bool registry_leave(const char *name, uint64_t uid, const char *id);
 /* Whether ATTRS may listen to NAME; its uid in *UID. */
 enum roomd_err registry_check_listen(const char *name, json_object *attrs, uint64_t *uid);
 
+/* Whether one more join or leave announcement of room NAME (generation
+ * UID) fits its budget of PER_SECOND for the current second (0: no
+ * budget), and count it.  A room not known here is not limited. */
+bool registry_announce_allowed(const char *name, uint64_t uid, long per_second);
+
 /* Count a local recipient (member or listener) of room UID on WORKER up or
  * down; fan-out only visits workers whose count is non-zero. */
 void registry_recipients_add(const char *name, uint64_t uid, int worker, int delta);

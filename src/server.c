@@ -20,6 +20,7 @@
 #include "acceptor.h"
 #include "admin.h"
 #include "config.h"
+#include "conn.h"
 #include "log.h"
 #include "registry.h"
 #include "roomd.h"
@@ -185,6 +186,13 @@ struct config_retire {
     atomic_int pending;
 };
 
+/* On each worker, after the swap: open connections take the settings
+ * they copied when they opened (idle_timeout, a WebSocket's max_line). */
+static void apply_on_worker(struct worker *w, void *arg)
+{
+    conn_apply_settings(w);
+}
+
 static void retire_on_worker(struct worker *w, void *arg)
 {
     struct config_retire *r = arg;
@@ -218,8 +226,10 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     create_starting_rooms();
     retire->old = old;
     atomic_init(&retire->pending, nworkers);
-    for (int i = 0; i < nworkers; i++)
+    for (int i = 0; i < nworkers; i++) {
+        worker_call(&workers[i], apply_on_worker, NULL);
         worker_call(&workers[i], retire_on_worker, retire);
+    }
     log_info("SIGHUP: configuration reloaded");
     notify("READY=1");
 }

@@ -11,6 +11,7 @@
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
+#include "registry.h"
 #include "request.h"
 #include "store.h"
 #include "token.h"
@@ -68,10 +69,15 @@ bool verbs_room_name_valid(const char *name, size_t len, size_t max)
     return true;
 }
 
-/* Say TEXT into ROOM as C (announcements), unless announcements are off. */
+/* Say TEXT into ROOM as C (announcements), unless announcements are off
+ * or the room has used its announcement budget for this second
+ * (announce_rate): past it, joins and leaves of that room go unannounced
+ * until the next second, so however many connections churn through a
+ * room, its members get at most announce_rate announcements a second and
+ * an honest reader is never buried under them (roomd-protocol(7)). */
 static void announce(struct conn *c, const char *room, uint64_t uid, const char *text)
 {
-    if (!settings.announcements)
+    if (!settings.announcements || !registry_announce_allowed(room, uid, settings.announce_rate))
         return;
     json_object *chat = msg_chat_json(json_object_new_string(text), room, c->id);
     struct msg *m = msg_new(chat);
@@ -122,6 +128,20 @@ static const char *room_arg(struct conn *c, uint64_t count, const struct request
         return NULL;
     }
     return room;
+}
+
+/* roomChange, roomLeave, listenToRoom and silenceRoom each take a token
+ * of the connection's join bucket (join_rate / join_burst): each costs a
+ * store operation and most an announcement to a whole room, so a client
+ * pipelining them is answered "rate limit exceeded" past the rate instead
+ * of making every member of the room pay for it.  Replies with the error
+ * and returns false when there is no token. */
+static bool join_allowed(struct conn *c, uint64_t count)
+{
+    if (conn_join_allowed(c))
+        return true;
+    conn_reply_err(c, count, ERR_RATE_LIMIT);
+    return false;
 }
 
 /* Whether the embedding program's join hook lets C into ROOM. */
@@ -206,6 +226,8 @@ void verbs_session_start(struct conn *c)
 
 static void verb_room_change(struct conn *c, uint64_t count, const struct request *req)
 {
+    if (!join_allowed(c, count))
+        return;
     size_t len;
     const char *room = room_arg(c, count, req, &len);
     if (!room)
@@ -263,6 +285,8 @@ bool verbs_remove_member(struct conn *c)
 
 static void verb_room_leave(struct conn *c, uint64_t count, const struct request *req)
 {
+    if (!join_allowed(c, count))
+        return;
     conn_reply_ok(c, count, json_object_new_boolean(leave_room(c)), true);
 }
 
@@ -302,22 +326,14 @@ static void listened(const struct store_result *res, void *ctx)
         /* nothing to undo: listening is local */
     } else if (res->err) {
         conn_reply_err(c, p->count, res->err);
-    } else if (conn_listen_find(c, p->room) >= 0) {
+    } else if (conn_listen_find(c, p->room)) {
         conn_reply_err(c, p->count, ERR_ALREADY_LISTENING); /* raced itself */
+    } else if (c->nlistening >= settings.max_listening) {
+        conn_reply_err(c, p->count, ERR_TOO_MANY_LISTENING); /* pipelined past the cap */
+    } else if (!conn_listen_add(c, p->room, res->uid)) {
+        conn_reply_err(c, p->count, ERR_STORE_UNAVAILABLE);
     } else {
-        struct listen_entry *grown =
-            realloc(c->listening, (size_t)(c->nlistening + 1) * sizeof(*grown));
-        if (!grown) {
-            conn_reply_err(c, p->count, ERR_STORE_UNAVAILABLE);
-            pending_free(p);
-            return;
-        }
-        c->listening = grown;
-        c->listening[c->nlistening].room = p->room;
-        c->listening[c->nlistening].uid = res->uid;
-        c->nlistening++;
         worker_subscribe(c->worker, p->room, res->uid, c, SUB_LISTENER);
-        p->room = NULL;
         conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
     }
     pending_free(p);
@@ -325,12 +341,18 @@ static void listened(const struct store_result *res, void *ctx)
 
 static void verb_listen(struct conn *c, uint64_t count, const struct request *req)
 {
+    if (!join_allowed(c, count))
+        return;
     size_t len;
     const char *room = room_arg(c, count, req, &len);
     if (!room)
         return;
-    if (conn_listen_find(c, room) >= 0) {
+    if (conn_listen_find(c, room)) {
         conn_reply_err(c, count, ERR_ALREADY_LISTENING);
+        return;
+    }
+    if (c->nlistening >= settings.max_listening) {
+        conn_reply_err(c, count, ERR_TOO_MANY_LISTENING);
         return;
     }
     if (!join_hook_allows(c, room)) {
@@ -347,6 +369,8 @@ static void verb_listen(struct conn *c, uint64_t count, const struct request *re
 
 static void verb_silence(struct conn *c, uint64_t count, const struct request *req)
 {
+    if (!join_allowed(c, count))
+        return;
     const char *room;
     if (request_text(req, "room", &room) != ERR_NONE) {
         conn_reply_err(c, count, ERR_INVALID_REQUEST); /* "a\u0000b" must not silence "a" */
@@ -356,13 +380,13 @@ static void verb_silence(struct conn *c, uint64_t count, const struct request *r
         conn_reply_err(c, count, ERR_ROOM_REQUIRED);
         return;
     }
-    int i = conn_listen_find(c, room);
-    if (i < 0) {
+    struct listen_entry *e = conn_listen_find(c, room);
+    if (!e) {
         conn_reply_err(c, count, ERR_NOT_LISTENING);
         return;
     }
-    worker_unsubscribe(c->worker, c->listening[i].room, c->listening[i].uid, c, SUB_LISTENER);
-    conn_listen_remove_at(c, i);
+    worker_unsubscribe(c->worker, e->room, e->uid, c, SUB_LISTENER);
+    conn_listen_remove(c, e);
     conn_reply_ok(c, count, json_object_new_boolean(1), true);
 }
 
@@ -597,9 +621,9 @@ void verbs_disconnected(struct conn *c)
     if (c->session && api_hooks.on_disconnect)
         api_hooks.on_disconnect(c, api_hooks.ud);
     leave_room(c);
-    while (c->nlistening > 0) {
-        struct listen_entry *e = &c->listening[c->nlistening - 1];
+    while (c->listening) {
+        struct listen_entry *e = c->listening;
         worker_unsubscribe(c->worker, e->room, e->uid, c, SUB_LISTENER);
-        conn_listen_remove_at(c, c->nlistening - 1);
+        conn_listen_remove(c, e);
     }
 }

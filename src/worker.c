@@ -80,8 +80,10 @@ void worker_call(struct worker *w, job_fn fn, void *arg)
  * loop over pointers instead of a walk over separately allocated hash
  * nodes.  Removal swaps the last slot in (O(1)); to find its slot, a
  * connection records it where it records the subscription: c->room_slot
- * for its room, listening[i].slot for a listened room (both when it is a
- * member and a listener of the same room, which shares one slot). */
+ * for its room, the listen entry's slot for a listened room (both when it
+ * is a member and a listener of the same room, which shares one slot).
+ * The entry is found by uid in the connection's hash, so recording and
+ * finding a slot is O(1) however many rooms the connection listens to. */
 struct local_slot {
     struct conn *conn;
     unsigned flags; /* SUB_MEMBER | SUB_LISTENER */
@@ -122,9 +124,9 @@ static void slot_record(struct conn *c, uint64_t uid, uint32_t slot)
 {
     if (c->room_uid == uid)
         c->room_slot = slot;
-    for (int i = 0; i < c->nlistening; i++)
-        if (c->listening[i].uid == uid)
-            c->listening[i].slot = slot;
+    struct listen_entry *e = conn_listen_find_uid(c, uid);
+    if (e)
+        e->slot = slot;
 }
 
 static bool slot_is(const struct local_room *lr, uint32_t slot, const struct conn *c)
@@ -139,9 +141,9 @@ static long slot_find(const struct local_room *lr, const struct conn *c)
 {
     if (slot_is(lr, c->room_slot, c))
         return c->room_slot;
-    for (int i = 0; i < c->nlistening; i++)
-        if (c->listening[i].uid == lr->uid && slot_is(lr, c->listening[i].slot, c))
-            return c->listening[i].slot;
+    const struct listen_entry *e = conn_listen_find_uid(c, lr->uid);
+    if (e && slot_is(lr, e->slot, c))
+        return e->slot;
     return -1;
 }
 
@@ -432,13 +434,9 @@ static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notic
     for (uint32_t i = 0; i < lr->nslots; i++) {
         struct conn *c = lr->slots[i].conn;
         delivered += conn_send_msg(c, notice);
-        if (lr->slots[i].flags & SUB_LISTENER) {
-            for (int j = 0; j < c->nlistening; j++)
-                if (c->listening[j].uid == uid) {
-                    conn_listen_remove_at(c, j);
-                    break;
-                }
-        }
+        struct listen_entry *e;
+        if ((lr->slots[i].flags & SUB_LISTENER) && (e = conn_listen_find_uid(c, uid)))
+            conn_listen_remove(c, e);
     }
     count_deliveries(w, delivered, delivered * notice->len);
     local_room_free(w, lr);

@@ -135,7 +135,9 @@ class Batching(RoomdTestCase):
 
     def setUp(self):
         self.ws_port = free_port()
-        self.server = self.start_server(workers=1, say_rate=0, announcements=False,
+        # The cases flood says and open and close listening windows back to back: the order
+        # of a batch is under test here, not the say and join rates.
+        self.server = self.start_server(workers=1, say_rate=0, join_rate=0, announcements=False,
                                         starting_rooms=ROOM + ",side", default_room=ROOM,
                                         websocket_port=self.ws_port)
 
