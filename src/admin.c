@@ -17,6 +17,7 @@
  * that could reach a client or a pattern is checked before use: strings and
  * keys UTF-8, no NUL in keys, pattern or attribute values. */
 #include <ctype.h>
+#include <errno.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -28,11 +29,13 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <sys/queue.h>
 
 #include "acceptor.h"
 #include "admin.h"
 #include "api.h"
 #include "config.h"
+#include "history.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -450,6 +453,80 @@ static void room_broadcast(struct evhttp_request *req, const char *room)
     json_object_put(body);
 }
 
+/* A body field that must be an integer in [MIN, MAX] when present: *OUT
+ * keeps -1 when absent; false when present and not such an integer. */
+static bool int_field(json_object *body, const char *name, long min, long max, long *out)
+{
+    json_object *v;
+    *out = -1;
+    if (!json_object_object_get_ex(body, name, &v))
+        return true;
+    if (!json_object_is_type(v, json_type_int))
+        return false;
+    int64_t n = json_object_get_int64(v);
+    if (n < min || n > max)
+        return false;
+    *out = (long)n;
+    return true;
+}
+
+/* GET / PUT /api/rooms/ROOM/history: {"size":N,"ttl":S}, both optional
+ * in a PUT but not both absent, no other keys. */
+static void room_history(struct evhttp_request *req, enum evhttp_cmd_type cmd, const char *room)
+{
+    long size = -1, ttl = -1;
+    if (cmd == EVHTTP_REQ_PUT) {
+        json_object *body = read_body(req);
+        if (!body)
+            return;
+        bool ok = json_object_is_type(body, json_type_object) &&
+                  int_field(body, "size", 0, HISTORY_SIZE_MAX, &size) &&
+                  int_field(body, "ttl", 1, HISTORY_TTL_MAX, &ttl) && (size >= 0 || ttl >= 0) &&
+                  json_object_object_length(body) == (size >= 0) + (ttl >= 0);
+        json_object_put(body);
+        if (!ok) {
+            send_error(req, 400, err_text(ERR_INVALID_REQUEST));
+            return;
+        }
+    }
+    json_object *o = api_room_history(room, size, ttl);
+    if (o)
+        send_json(req, 200, o);
+    else
+        send_error(req, 404, err_text(ERR_ROOM_NOT_FOUND));
+}
+
+/* GET /api/rooms/ROOM/messages[?limit=N]: what the room keeps. */
+static void room_messages(struct evhttp_request *req, const char *room)
+{
+    long limit = -1;
+    const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+    struct evkeyvalq params;
+    TAILQ_INIT(&params);
+    if (query && evhttp_parse_query_str(query, &params) < 0) {
+        send_error(req, 400, err_text(ERR_INVALID_REQUEST));
+        return;
+    }
+    const char *text = evhttp_find_header(&params, "limit");
+    if (text) {
+        char *end;
+        errno = 0;
+        long v = strtol(text, &end, 10);
+        if (!*text || *end || errno || v < 0 || text[0] == '+' || text[0] == '-') {
+            evhttp_clear_headers(&params);
+            send_error(req, 400, err_text(ERR_INVALID_REQUEST));
+            return;
+        }
+        limit = v;
+    }
+    evhttp_clear_headers(&params);
+    json_object *o = api_room_messages(room, limit);
+    if (o)
+        send_json(req, 200, o);
+    else
+        send_error(req, 404, err_text(ERR_ROOM_NOT_FOUND));
+}
+
 static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, char **seg, int n)
 {
     if (n == 2) {
@@ -475,6 +552,16 @@ static void handle_rooms(struct evhttp_request *req, enum evhttp_cmd_type cmd, c
     } else if (n == 4 && !strcmp(seg[3], "pattern")) {
         if (cmd == EVHTTP_REQ_PUT)
             room_pattern(req, room);
+        else
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
+    } else if (n == 4 && !strcmp(seg[3], "history")) {
+        if (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_PUT)
+            room_history(req, cmd, room);
+        else
+            send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
+    } else if (n == 4 && !strcmp(seg[3], "messages")) {
+        if (cmd == EVHTTP_REQ_GET)
+            room_messages(req, room);
         else
             send_error(req, 405, err_text(ERR_METHOD_NOT_ALLOWED));
     } else if (n == 4 && !strcmp(seg[3], "broadcast")) {
@@ -671,6 +758,14 @@ static json_object *stats_json(void)
     json_object_object_add(o, "messagesOut", json_object_new_uint64(delivered));
     json_object_object_add(o, "slowClientsDropped", json_object_new_uint64(dropped));
     json_object_object_add(o, "workers", json_object_new_int(nworkers));
+    struct history_stats hs;
+    history_stats(&hs);
+    json_object *h = json_object_new_object();
+    json_object_object_add(h, "messagesKept", json_object_new_uint64(hs.messages));
+    json_object_object_add(h, "bytesKept", json_object_new_uint64(hs.bytes));
+    json_object_object_add(h, "recoveriesSucceeded", json_object_new_uint64(hs.recovered));
+    json_object_object_add(h, "recoveriesFailed", json_object_new_uint64(hs.lost));
+    json_object_object_add(o, "history", h);
     return o;
 }
 
@@ -716,6 +811,19 @@ static void send_metrics(struct evhttp_request *req)
                                 (unsigned long long)atomic_load_explicit(v, memory_order_relaxed));
         }
     }
+    struct history_stats hs;
+    history_stats(&hs);
+    evbuffer_add_printf(out,
+                        "# HELP roomd_history_messages Messages kept by rooms' histories.\n"
+                        "# TYPE roomd_history_messages gauge\nroomd_history_messages %llu\n"
+                        "# HELP roomd_history_bytes Bytes kept by rooms' histories.\n"
+                        "# TYPE roomd_history_bytes gauge\nroomd_history_bytes %llu\n"
+                        "# HELP roomd_history_recoveries_total Joins and roomHistory with since.\n"
+                        "# TYPE roomd_history_recoveries_total counter\n"
+                        "roomd_history_recoveries_total{result=\"recovered\"} %llu\n"
+                        "roomd_history_recoveries_total{result=\"lost\"} %llu\n",
+                        (unsigned long long)hs.messages, (unsigned long long)hs.bytes,
+                        (unsigned long long)hs.recovered, (unsigned long long)hs.lost);
     evbuffer_add_printf(out, "# HELP roomd_errors_total Error replies by text.\n"
                              "# TYPE roomd_errors_total counter\n");
     for (int e = 1; e < ERR__COUNT; e++) {

@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "config.h"
+#include "history.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -131,10 +132,61 @@ int api_broadcast(const char *from_id, const char *room, json_object *message)
     struct msg *m = msg_new(chat);
     json_object_put(chat);
     if (m) {
-        store_publish(NULL, room, uid, m, skip, from_id);
+        store_publish(NULL, room, uid, m, skip, from_id, true, NULL, NULL);
         msg_unref(m);
     }
     return 0;
+}
+
+json_object *api_room_history(const char *room, long size, long ttl)
+{
+    return registry_history_settings(room, size, ttl);
+}
+
+json_object *api_room_messages(const char *room, long limit)
+{
+    struct history_read h = {0};
+    if (registry_history(room, 0, limit, &h) != ERR_NONE)
+        return NULL;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "room", json_object_new_string(room));
+    json_object *messages = json_object_new_array_ext((int)h.nreplay);
+    json_tokener *tok = json_tokener_new();
+    for (size_t i = 0; tok && i < h.nreplay; i++) {
+        json_object *m = json_tokener_parse_ex(tok, h.replay[i]->data, (int)h.replay[i]->len);
+        if (m)
+            json_object_array_add(messages, m);
+        json_tokener_reset(tok);
+    }
+    if (tok)
+        json_tokener_free(tok);
+    json_object_object_add(o, "messages", messages);
+    if (h.has_position)
+        json_object_object_add(o, "position", history_position_json(&h.position));
+    history_read_free(&h);
+    return o;
+}
+
+/* JSON text of O (consumed), malloc'd; NULL for NULL. */
+static char *json_text(json_object *o)
+{
+    if (!o)
+        return NULL;
+    char *text = strdup(json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS));
+    json_object_put(o);
+    return text;
+}
+
+char *roomd_room_history(const char *room, long size, long ttl)
+{
+    if (size < -1 || ttl < -1 || ttl == 0)
+        return NULL;
+    return json_text(api_room_history(room, size, ttl));
+}
+
+char *roomd_room_messages(const char *room, long limit)
+{
+    return json_text(api_room_messages(room, limit));
 }
 
 int roomd_socket_room_broadcast(const char *from_id, const char *room, const char *message_json)

@@ -17,6 +17,13 @@ json_object *api_room_status(const char *room);
 /* roomd_socket_room_broadcast with MESSAGE already parsed (consumed). */
 int api_broadcast(const char *from_id, const char *room, json_object *message);
 
+/* Room ROOM's history settings {"size":N,"ttl":S} after setting SIZE and
+ * TTL (each -1: unchanged); NULL when there is no such room. */
+json_object *api_room_history(const char *room, long size, long ttl);
+/* {"room":R,"messages":[...],"position":{...}}: the last LIMIT (< 0: all)
+ * messages ROOM keeps; NULL when there is no such room. */
+json_object *api_room_messages(const char *room, long limit);
+
 /* Operations on one connection, by the codes of api.c, with an argument
  * already parsed (consumed). */
 enum {

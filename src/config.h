@@ -45,6 +45,9 @@ struct roomd_config {
     long max_listening;
     long idle_timeout;
     long room_view_limit;
+    long history_size;
+    long history_ttl;
+    long history_memory;
     char *token_secret;
     char *log_level;
     char *pid_file;

@@ -920,11 +920,24 @@ void conn_reap(struct conn *c)
 
 void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_data)
 {
+    conn_reply_ok_with(c, count, data, has_data, NULL);
+}
+
+void conn_reply_ok_with(struct conn *c, uint64_t count, json_object *data, bool has_data,
+                        json_object *extra)
+{
     json_object *o = json_object_new_object();
     json_object_object_add(o, "status", json_object_new_string("OK"));
     json_object_object_add(o, "context", json_object_new_string("response"));
     if (has_data)
         json_object_object_add(o, "data", data);
+    if (extra) {
+        json_object_object_foreach(extra, key, value)
+        {
+            json_object_object_add(o, key, json_object_get(value));
+        }
+        json_object_put(extra);
+    }
     json_object_object_add(o, "messageCount", json_object_new_uint64(count));
     conn_send_json(c, o);
 }

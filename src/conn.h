@@ -173,6 +173,9 @@ void conn_release(struct conn *c);
 
 /* Replies to request COUNT: {"status":"OK",...} and the error form. */
 void conn_reply_ok(struct conn *c, uint64_t count, json_object *data, bool has_data);
+/* A success reply with EXTRA's fields (consumed; may be NULL) after data. */
+void conn_reply_ok_with(struct conn *c, uint64_t count, json_object *data, bool has_data,
+                        json_object *extra);
 void conn_reply_err(struct conn *c, uint64_t count, enum roomd_err err);
 
 /* Whether the token bucket allows one more say now (and takes a token). */

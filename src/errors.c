@@ -31,6 +31,7 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_STORE_UNAVAILABLE] = "store unavailable",
     [ERR_SAY_REFUSED] = "message refused",
     [ERR_TOO_MANY_LISTENING] = "too many rooms listened to",
+    [ERR_NOT_HEARING] = "not a member or listener of this room",
     [ERR_UNAUTHORIZED] = "unauthorized",
     [ERR_NOT_FOUND] = "not found",
     [ERR_METHOD_NOT_ALLOWED] = "method not allowed",

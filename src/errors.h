@@ -34,6 +34,7 @@ enum roomd_err {
     ERR_STORE_UNAVAILABLE,
     ERR_SAY_REFUSED,
     ERR_TOO_MANY_LISTENING,
+    ERR_NOT_HEARING,
     /* the admin HTTP API's own */
     ERR_UNAUTHORIZED,
     ERR_NOT_FOUND,

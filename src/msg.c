@@ -22,6 +22,7 @@ struct msg *msg_alloc(size_t len)
         return NULL;
     atomic_init(&m->refs, 1);
     m->len = len;
+    m->offset = 0;
     m->data[len] = '\r';
     m->data[len + 1] = '\n';
     return m;

@@ -15,8 +15,9 @@
 
 struct msg {
     atomic_int refs;
-    size_t len;  /* bytes of JSON, without the line ending */
-    char data[]; /* JSON, then "\r\n" (the line transport sends len + 2) */
+    size_t len;      /* bytes of JSON, without the line ending */
+    uint64_t offset; /* the room's offset of a numbered chat message; 0: none */
+    char data[];     /* JSON, then "\r\n" (the line transport sends len + 2) */
 };
 
 /* Serialize OBJ (compact, slashes unescaped) into a new message, refs = 1. */

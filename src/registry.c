@@ -8,7 +8,18 @@
  * No lock is held across I/O or across a call out of this file, and no code
  * holds two shard locks at once, so there is no lock order to get wrong.
  * The per-worker recipient counts are atomics, changed under the read lock
- * (which is enough to keep the room alive). */
+ * (which is enough to keep the room alive).
+ *
+ * The stream lock
+ * ---------------
+ * Each room also has its stream's lock (history.h), taken under the shard's
+ * read lock.  Publishing numbers a message, keeps it and hands it to the
+ * fan-out under it; a connection starts or stops hearing the room (its
+ * worker's recipient count, its position, its replay) under it.  So offsets
+ * reach every worker in order, and a joiner's position splits the stream
+ * exactly: what came before is in its replay, what comes after reaches its
+ * worker.  The fan-out callback may take a worker's queue lock: the order
+ * is shard lock, stream lock, queue lock. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -18,6 +29,7 @@
 #include <uthash.h>
 
 #include "auth.h"
+#include "history.h"
 #include "msg.h"
 #include "registry.h"
 
@@ -43,6 +55,7 @@ struct room {
      * the read lock like the recipient counts. */
     _Atomic int64_t announce_second;
     atomic_long announce_count;
+    struct history stream;
     char name[];
 };
 
@@ -79,6 +92,7 @@ static void room_free(struct room *r)
         free(m);
     }
     pattern_clear(&r->pattern);
+    history_destroy(&r->stream);
     free(r->recipients);
     free(r);
 }
@@ -119,6 +133,11 @@ int registry_add(const char *name)
         return -1;
     }
     memcpy(r->name, name, len + 1);
+    if (history_init(&r->stream) < 0) {
+        free(r);
+        free(rec);
+        return -1;
+    }
     r->recipients = rec;
     r->uid = atomic_fetch_add(&next_uid, 1);
     pthread_rwlock_wrlock(&s->lock);
@@ -278,14 +297,31 @@ bool registry_announce_allowed(const char *name, uint64_t uid, long per_second)
     return allowed;
 }
 
-void registry_recipients_add(const char *name, uint64_t uid, int worker, int delta)
+void registry_hear(const char *name, uint64_t uid, int worker, int delta,
+                   struct history_read *hearing)
 {
     struct shard *s = shard_of(name);
     pthread_rwlock_rdlock(&s->lock);
     struct room *r = room_find(s, name);
-    if (r && r->uid == uid)
-        atomic_fetch_add_explicit(&r->recipients[worker], delta, memory_order_relaxed);
+    if (r && r->uid == uid) {
+        pthread_mutex_lock(&r->stream.lock);
+        if (delta)
+            atomic_fetch_add_explicit(&r->recipients[worker], delta, memory_order_relaxed);
+        if (hearing && (hearing->has_position = history_on(&r->stream))) {
+            history_resume(&r->stream);
+            history_position(&r->stream, &hearing->position);
+            if (hearing->since)
+                hearing->recovered =
+                    history_since(&r->stream, hearing->since, &hearing->replay, &hearing->nreplay);
+        }
+        pthread_mutex_unlock(&r->stream.lock);
+    }
     pthread_rwlock_unlock(&s->lock);
+}
+
+void registry_recipients_add(const char *name, uint64_t uid, int worker, int delta)
+{
+    registry_hear(name, uid, worker, delta, NULL);
 }
 
 bool registry_recipient_workers(const char *name, uint64_t *uid, bool *want)
@@ -301,6 +337,71 @@ bool registry_recipient_workers(const char *name, uint64_t *uid, bool *want)
     }
     pthread_rwlock_unlock(&s->lock);
     return found;
+}
+
+bool registry_publish(const char *name, uint64_t *uid, struct msg *m, bool keep,
+                      registry_fanout_fn fanout, void *ctx)
+{
+    struct shard *s = shard_of(name);
+    bool want[registry_nworkers];
+    pthread_rwlock_rdlock(&s->lock);
+    struct room *r = room_find(s, name);
+    bool found = r && (*uid == 0 || r->uid == *uid);
+    if (found) {
+        *uid = r->uid;
+        pthread_mutex_lock(&r->stream.lock);
+        struct msg *numbered = keep ? history_keep(&r->stream, m) : NULL;
+        for (int w = 0; w < registry_nworkers; w++)
+            want[w] = atomic_load_explicit(&r->recipients[w], memory_order_relaxed) > 0;
+        fanout(want, numbered ? numbered : m, ctx);
+        pthread_mutex_unlock(&r->stream.lock);
+        msg_unref(numbered);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return found;
+}
+
+enum roomd_err registry_history(const char *name, uint64_t uid, long limit,
+                                struct history_read *out)
+{
+    struct shard *s = shard_of(name);
+    enum roomd_err err = ERR_NONE;
+    pthread_rwlock_rdlock(&s->lock);
+    struct room *r = room_find(s, name);
+    if (!r || (uid && r->uid != uid)) {
+        err = ERR_ROOM_NOT_FOUND;
+    } else {
+        pthread_mutex_lock(&r->stream.lock);
+        out->has_position = history_on(&r->stream);
+        history_position(&r->stream, &out->position);
+        if (out->since)
+            out->recovered = history_since(&r->stream, out->since, &out->replay, &out->nreplay);
+        else if (out->has_position)
+            history_last(&r->stream, limit, &out->replay, &out->nreplay);
+        pthread_mutex_unlock(&r->stream.lock);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return err;
+}
+
+json_object *registry_history_settings(const char *name, long size, long ttl)
+{
+    struct shard *s = shard_of(name);
+    json_object *o = NULL;
+    pthread_rwlock_rdlock(&s->lock);
+    struct room *r = room_find(s, name);
+    if (r) {
+        pthread_mutex_lock(&r->stream.lock);
+        if (size >= 0 || ttl >= 0)
+            history_configure(&r->stream, size >= 0 ? size : r->stream.size_set,
+                              ttl >= 0 ? ttl : r->stream.ttl_set);
+        o = json_object_new_object();
+        json_object_object_add(o, "size", json_object_new_int64(history_size(&r->stream)));
+        json_object_object_add(o, "ttl", json_object_new_int64(history_ttl(&r->stream)));
+        pthread_mutex_unlock(&r->stream.lock);
+    }
+    pthread_rwlock_unlock(&s->lock);
+    return o;
 }
 
 json_object *registry_status(const char *name, uint64_t uid, long limit)

@@ -15,6 +15,9 @@
 #include <json-c/json.h>
 
 #include "errors.h"
+#include "history.h"
+
+struct msg;
 
 int registry_init(int nworkers);
 void registry_shutdown(void);
@@ -48,12 +51,32 @@ enum roomd_err registry_check_listen(const char *name, json_object *attrs, uint6
 bool registry_announce_allowed(const char *name, uint64_t uid, long per_second);
 
 /* Count a local recipient (member or listener) of room UID on WORKER up or
- * down; fan-out only visits workers whose count is non-zero. */
+ * down (DELTA 0: neither) and, with HEARING, take its position and replay
+ * in the same step; fan-out only visits workers whose count is non-zero. */
+void registry_hear(const char *name, uint64_t uid, int worker, int delta,
+                   struct history_read *hearing);
+
+/* registry_hear without a position; and which workers hear room NAME
+ * generation *UID (0: the current one, returned) in WANT[w]; false when the
+ * room does not exist (any more). */
 void registry_recipients_add(const char *name, uint64_t uid, int worker, int delta);
-/* Fill WANT[w] for the workers with recipients of room NAME generation UID
- * (UID 0: whatever generation is current, returned in *UID).  Returns false
- * when the room does not exist (any more). */
 bool registry_recipient_workers(const char *name, uint64_t *uid, bool *want);
+
+/* Hand M, for room NAME generation *UID (0: the current one, returned), to
+ * FANOUT with WANT[w] set for the workers with recipients, under the room's
+ * stream lock; with KEEP and history on, what FANOUT gets is M numbered
+ * and kept.  Returns false when the room does not exist (any more). */
+typedef void (*registry_fanout_fn)(const bool *want, struct msg *m, void *ctx);
+bool registry_publish(const char *name, uint64_t *uid, struct msg *m, bool keep,
+                      registry_fanout_fn fanout, void *ctx);
+
+/* roomHistory: the position of room NAME (generation UID; 0 any) and the
+ * messages after OUT->since or, without it, the last LIMIT (< 0: all). */
+enum roomd_err registry_history(const char *name, uint64_t uid, long limit,
+                                struct history_read *out);
+/* Set room NAME's history size and ttl (each -1: unchanged) and return
+ * {"size":N,"ttl":S}; NULL when there is no such room. */
+json_object *registry_history_settings(const char *name, long size, long ttl);
 
 /* roomView / roomStatus data, listing at most LIMIT members; NULL when the
  * room does not exist (or is not generation UID, when UID is non-zero). */

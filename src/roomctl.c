@@ -6,6 +6,7 @@
  * 2 usage, 3 the server could not be reached.  `roomctl token` signs a
  * token locally and needs no server. */
 #include <getopt.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +38,9 @@ static void usage(FILE *out)
           "  room auth ROOM KEY VALUE       set the room's pattern to KEY = VALUE\n"
           "  room auth ROOM --clear         remove the room's pattern\n"
           "  room say ROOM MESSAGE...       broadcast into ROOM as the server\n"
+          "  room history ROOM [--size N] [--ttl S]\n"
+          "                                 show or set the room's history\n"
+          "  room messages ROOM [--limit N] the messages the room keeps\n"
           "  conn list                      list connections\n"
           "  conn show ID                   one connection's details\n"
           "  conn send ID MESSAGE...        send a message to one connection\n"
@@ -129,6 +133,37 @@ static char *path_with(const char *prefix, const char *name, const char *suffix)
     return p;
 }
 
+/* A non-negative decimal number, or -1. */
+static long count_arg(const char *text)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    return (*text >= '0' && *text <= '9' && !*end && !errno) ? v : -1;
+}
+
+/* room history ROOM [--size N] [--ttl S]: a GET, or a PUT of what is given. */
+static bool history_request(int argc, char **argv, const char *room, enum evhttp_cmd_type *method,
+                            char **path, json_object **body)
+{
+    json_object *o = json_object_new_object();
+    for (int i = 3; i < argc; i += 2) {
+        long v = i + 1 < argc ? count_arg(argv[i + 1]) : -1;
+        if (v < 0 || (strcmp(argv[i], "--size") && strcmp(argv[i], "--ttl"))) {
+            json_object_put(o);
+            return false;
+        }
+        json_object_object_add(o, argv[i] + 2, json_object_new_int64(v));
+    }
+    *path = path_with("/api/rooms/", room, "/history");
+    if (json_object_object_length(o) > 0) {
+        *method = EVHTTP_REQ_PUT;
+        *body = o;
+    } else
+        json_object_put(o);
+    return true;
+}
+
 /* VALUE as JSON when it parses, else as a string. */
 static json_object *json_or_string(const char *value)
 {
@@ -189,6 +224,14 @@ static void print_human(const char *cmd, const char *sub, json_object *body)
                str(body, "membersCount"), str(body, "pattern"));
         json_object_object_foreach(json_object_object_get(body, "members"), id, m)
             printf("  %s joined at %s\n", id, str(m, "joinedAt"));
+    } else if (!strcmp(cmd, "room") && !strcmp(sub, "history")) {
+        printf("history: %s messages, %s s\n", str(body, "size"), str(body, "ttl"));
+    } else if (!strcmp(cmd, "room") && !strcmp(sub, "messages") &&
+               json_object_object_get_ex(body, "messages", &v)) {
+        for (size_t i = 0; i < json_object_array_length(v); i++) {
+            json_object *m = json_object_array_get_idx(v, i);
+            printf("%s  %s  %s\n", str(m, "offset"), str(m, "from"), str(m, "message"));
+        }
     } else if (!strcmp(cmd, "room") && !strcmp(sub, "add")) {
         printf("%s\n", json_object_get_int(json_object_object_get(body, "created"))
                            ? "created"
@@ -276,6 +319,15 @@ static bool route(int argc, char **argv, enum evhttp_cmd_type *method, char **pa
             *path = path_with("/api/rooms/", room, "/pattern");
             *body = obj1("key", json_object_new_string(argv[3]));
             json_object_object_add(*body, "value", json_or_string(argv[4]));
+        } else if (!strcmp(sub, "history")) {
+            return history_request(argc, argv, room, method, path, body);
+        } else if (!strcmp(sub, "messages") && (argc == 3 || argc == 5)) {
+            if (argc == 5 && (strcmp(argv[3], "--limit") || count_arg(argv[4]) < 0))
+                return false;
+            char suffix[64];
+            snprintf(suffix, sizeof(suffix), "/messages%s%s", argc == 5 ? "?limit=" : "",
+                     argc == 5 ? argv[4] : "");
+            *path = path_with("/api/rooms/", room, suffix);
         } else if (!strcmp(sub, "say") && argc >= 4) {
             char *text = join_words(argc - 3, argv + 3);
             *method = EVHTTP_REQ_POST;

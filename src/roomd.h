@@ -88,6 +88,16 @@ char *roomd_room_status(const char *room);
  * 0, -1 no such room, -2 MESSAGE_JSON is not JSON. */
 int roomd_socket_room_broadcast(const char *from_id, const char *room, const char *message_json);
 
+/* ROOM's history (roomd-protocol(7) "History and recovery"): set its size
+ * (messages kept; 0 turns offsets off) and ttl (seconds), each -1 to leave
+ * it, and get {"size":N,"ttl":S} as malloc'd JSON text (free it); NULL when
+ * there is no such room or a value is out of range. */
+char *roomd_room_history(const char *room, long size, long ttl);
+/* The last LIMIT (-1: all) messages ROOM keeps, as malloc'd JSON text
+ * {"room":R,"messages":[CHAT,...],"position":{"epoch":E,"offset":N}};
+ * NULL when there is no such room. */
+char *roomd_room_messages(const char *room, long limit);
+
 /* ------------------------------------------------------- connections */
 
 typedef void (*roomd_result_cb)(const char *error, const char *result, void *ud);

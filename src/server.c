@@ -21,6 +21,7 @@
 #include "admin.h"
 #include "config.h"
 #include "conn.h"
+#include "history.h"
 #include "log.h"
 #include "registry.h"
 #include "roomd.h"
@@ -236,6 +237,15 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
 
 static bool initialized;
 
+/* How often kept messages past their ttl are dropped from idle rooms (a busy
+ * room drops them itself each time it numbers a message). */
+#define HISTORY_SWEEP_MS 1000
+
+static void on_history_sweep(evutil_socket_t fd, short what, void *arg)
+{
+    history_sweep();
+}
+
 int roomd_init(int argc, char **argv)
 {
     if (parse_args(argc, argv) < 0) {
@@ -289,9 +299,12 @@ int roomd_run(void)
     struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, NULL);
     struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, NULL);
     struct event *sighup = evsignal_new(base, SIGHUP, on_hup, NULL);
+    struct event *sweep = event_new(base, -1, EV_PERSIST, on_history_sweep, NULL);
+    struct timeval every = {HISTORY_SWEEP_MS / 1000, (HISTORY_SWEEP_MS % 1000) * 1000};
     event_add(sigterm, NULL);
     event_add(sigint, NULL);
     event_add(sighup, NULL);
+    event_add(sweep, &every);
     store_when_ready(announce_ready);
 
     event_base_dispatch(base);
@@ -299,6 +312,7 @@ int roomd_run(void)
     event_free(sigterm);
     event_free(sigint);
     event_free(sighup);
+    event_free(sweep);
     return 0;
 }
 

@@ -54,9 +54,14 @@ void store_room_view(struct worker *w, const char *room, uint64_t uid, long limi
 }
 
 void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                   uint64_t skip_serial, const char *skip_id)
+                   uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb, void *ctx)
 {
-    store->publish(from, room, uid, m, skip_serial, skip_id);
+    store->publish(from, room, uid, m, skip_serial, skip_id, keep, cb, ctx);
+}
+
+bool store_keeps_history(void)
+{
+    return store->keeps_history;
 }
 
 int store_room_add(const char *room)

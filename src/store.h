@@ -29,6 +29,7 @@ struct store_result {
     uint64_t uid;      /* join, listen: the room's generation */
     int64_t joined_at; /* join */
     json_object *data; /* room_view: the data (the callback owns it) */
+    uint64_t offset;   /* publish: the offset the message got; 0 none */
 };
 
 typedef void (*store_cb)(const struct store_result *res, void *ctx);
@@ -49,7 +50,7 @@ struct store_ops {
     void (*room_view)(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
                       void *ctx);
     void (*publish)(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                    uint64_t skip_serial, const char *skip_id);
+                    uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb, void *ctx);
     int (*room_add)(const char *room);
     bool (*room_del)(const char *room);
     bool (*room_exists)(const char *room);
@@ -65,6 +66,9 @@ struct store_ops {
     void (*when_ready)(void (*fn)(void));
     /* Whether W's operations can reach the store now; NULL: always. */
     bool (*available)(const struct worker *w);
+    /* Whether rooms' streams are numbered and kept (PROTOCOL.md "History
+     * and recovery"): positions are given and recoveries answered. */
+    bool keeps_history;
 };
 
 extern const struct store_ops store_memory_ops;
@@ -100,9 +104,14 @@ bool store_available(const struct worker *w);
 /* Whether room NAME is still generation UID (a cheap local check). */
 bool store_room_alive(const char *room, uint64_t uid);
 /* Deliver M to room ROOM's members and listeners but the connection
- * SKIP_SERIAL (whose id, for other servers, is SKIP_ID; both may be 0/NULL). */
+ * SKIP_SERIAL (whose id, for other servers, is SKIP_ID; both may be 0/NULL).
+ * KEEP: M is a say or a server broadcast, numbered and kept by the room's
+ * history; CB (may be NULL) gets the offset it got, before store_publish
+ * returns (both stores number where they publish, on this thread). */
 void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                   uint64_t skip_serial, const char *skip_id);
+                   uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb, void *ctx);
+/* Whether the store numbers and keeps rooms' streams. */
+bool store_keeps_history(void);
 
 /* Server-side operations, any thread. */
 int store_room_add(const char *room);  /* 1 created, 0 existed */

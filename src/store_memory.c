@@ -60,9 +60,13 @@ bool store_room_alive(const char *room, uint64_t uid)
 }
 
 static void memory_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                           uint64_t skip_serial, const char *skip_id)
+                           uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb,
+                           void *ctx)
 {
-    worker_fanout(from, room, uid, m, skip_serial);
+    struct store_result r = {0};
+    r.offset = worker_fanout(from, room, uid, m, skip_serial, keep);
+    if (cb)
+        cb(&r, ctx);
 }
 
 static int memory_room_add(const char *room)
@@ -122,4 +126,5 @@ const struct store_ops store_memory_ops = {
     .room_set_pattern = memory_room_set_pattern,
     .room_status = memory_room_status,
     .room_list = registry_list,
+    .keeps_history = true,
 };

@@ -503,11 +503,17 @@ static void bus_publish(struct worker *w, const char *type, const char *room, co
     free(b);
 }
 
+/* History is not kept in Redis yet (store_ops.keeps_history): messages go
+ * out unnumbered and recoveries answer recovered:false. */
 static void redis_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
-                          uint64_t skip_serial, const char *skip_id)
+                          uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb,
+                          void *ctx)
 {
-    worker_fanout(from, room, uid, m, skip_serial);
+    struct store_result r = {0};
+    worker_fanout(from, room, uid, m, skip_serial, false);
     bus_publish(from, "chat", room, skip_id, m->data, m->len);
+    if (cb)
+        cb(&r, ctx);
 }
 
 /* "I have left the room" from connection ID into ROOM, on every server:
@@ -521,7 +527,7 @@ static void announce_left(const char *id, const char *room)
     if (!m)
         return;
     if (workers && registry_lookup(room, &uid))
-        worker_fanout(NULL, room, uid, m, 0); /* none before start, after stop */
+        worker_fanout(NULL, room, uid, m, 0, false); /* none before start, after stop */
     bus_publish(NULL, "chat", room, id, m->data, m->len);
     msg_unref(m);
 }
@@ -701,7 +707,7 @@ static void bus_dispatch(const char *b, size_t len)
         if (registry_lookup(room, &uid)) {
             struct msg *m = msg_new_text(f[4], flen[4]);
             if (m) {
-                worker_fanout(NULL, room, uid, m, skip);
+                worker_fanout(NULL, room, uid, m, skip, false);
                 msg_unref(m);
             }
         }

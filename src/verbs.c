@@ -3,11 +3,13 @@
  * Each verb checks its arguments, asks the store for what must be shared
  * and replies from the store's callback.  Replies carry the number of the
  * request they answer (messageCount), counted when the request arrived. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "api.h"
 #include "config.h"
+#include "history.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -30,6 +32,8 @@ struct pending {
     verbs_member_cb member_cb; /* addMember from the server side */
     void *member_ctx;
     json_object *attrs; /* the attributes the store checks the pattern with */
+    bool has_since;     /* a JSON roomChange / listenToRoom with "since" */
+    struct history_position since;
 };
 
 static struct pending *pending_new(struct conn *c, uint64_t count, const char *room, size_t len)
@@ -84,7 +88,7 @@ static void announce(struct conn *c, const char *room, uint64_t uid, const char 
     json_object_put(chat);
     if (!m)
         return;
-    store_publish(c->worker, room, uid, m, c->serial, c->id);
+    store_publish(c->worker, room, uid, m, c->serial, c->id, false, NULL, NULL);
     msg_unref(m);
 }
 
@@ -150,6 +154,54 @@ static bool join_hook_allows(struct conn *c, const char *room)
     return !api_hooks.on_join || api_hooks.on_join(c, room, api_hooks.ud);
 }
 
+/* ------------------------------------------------------------ history */
+
+/* The "since" of a JSON request into P: false (and the error sent) when it
+ * is there but malformed. */
+static bool since_arg(struct conn *c, uint64_t count, const struct request *req, struct pending *p)
+{
+    json_object *since;
+    if (!req->json || !json_object_object_get_ex(req->json, "since", &since))
+        return true;
+    if (!history_parse_since(since, &p->since)) {
+        conn_reply_err(c, count, ERR_INVALID_REQUEST);
+        return false;
+    }
+    p->has_since = true;
+    return true;
+}
+
+/* C starts hearing ROOM (generation UID) as FLAG; with history, the
+ * position comes back in H and, when P asked with a since, the messages
+ * C missed are sent first (before the reply and anything live). */
+static void hear(struct conn *c, const char *room, uint64_t uid, unsigned flag,
+                 const struct pending *p, struct history_read *h)
+{
+    *h = (struct history_read){0};
+    bool history = store_keeps_history();
+    if (history && p->has_since)
+        h->since = &p->since;
+    worker_subscribe(c->worker, room, uid, c, flag, history ? h : NULL, false);
+    for (size_t i = 0; i < h->nreplay; i++)
+        conn_send_msg(c, h->replay[i]);
+    if (p->has_since)
+        history_count_recovery(h->recovered);
+}
+
+/* The fields a join reply carries after data: the position and, when the
+ * client asked with a since, whether it recovered. */
+static json_object *hearing_json(const struct pending *p, const struct history_read *h)
+{
+    if (!h->has_position && !p->has_since)
+        return NULL;
+    json_object *o = json_object_new_object();
+    if (h->has_position)
+        json_object_object_add(o, "position", history_position_json(&h->position));
+    if (p->has_since)
+        json_object_object_add(o, "recovered", json_object_new_boolean(h->recovered));
+    return o;
+}
+
 /* ---------------------------------------------------------- the welcome */
 
 /* The welcome goes first: requests that arrived before it wait for it. */
@@ -194,14 +246,16 @@ static void joined(const struct store_result *res, void *ctx)
     c->room_uid = res->uid;
     c->room_joined_at = res->joined_at;
     p->room = NULL;
-    worker_subscribe(c->worker, c->room, c->room_uid, c, SUB_MEMBER);
+    struct history_read h;
+    hear(c, c->room, c->room_uid, SUB_MEMBER, p, &h);
     announce(c, c->room, c->room_uid, TEXT_ENTERED); /* before anything it says next */
     if (p->member_cb)
         p->member_cb(ERR_NONE, true, p->member_ctx);
     else if (p->welcome)
         send_welcome(c);
     else
-        conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
+        conn_reply_ok_with(c, p->count, json_object_new_boolean(1), true, hearing_json(p, &h));
+    history_read_free(&h);
     pending_free(p);
 }
 
@@ -243,6 +297,10 @@ static void verb_room_change(struct conn *c, uint64_t count, const struct reques
     struct pending *p = pending_new(c, count, room, len);
     if (!p) {
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    if (!since_arg(c, count, req, p)) {
+        pending_free(p);
         return;
     }
     store_join(c->worker, p->room, c->id, p->attrs = conn_attributes(c), joined, p);
@@ -333,8 +391,10 @@ static void listened(const struct store_result *res, void *ctx)
     } else if (!conn_listen_add(c, p->room, res->uid)) {
         conn_reply_err(c, p->count, ERR_STORE_UNAVAILABLE);
     } else {
-        worker_subscribe(c->worker, p->room, res->uid, c, SUB_LISTENER);
-        conn_reply_ok(c, p->count, json_object_new_boolean(1), true);
+        struct history_read h;
+        hear(c, p->room, res->uid, SUB_LISTENER, p, &h);
+        conn_reply_ok_with(c, p->count, json_object_new_boolean(1), true, hearing_json(p, &h));
+        history_read_free(&h);
     }
     pending_free(p);
 }
@@ -364,6 +424,10 @@ static void verb_listen(struct conn *c, uint64_t count, const struct request *re
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         return;
     }
+    if (!since_arg(c, count, req, p)) {
+        pending_free(p);
+        return;
+    }
     store_check_listen(c->worker, p->room, p->attrs = conn_attributes(c), listened, p);
 }
 
@@ -391,6 +455,16 @@ static void verb_silence(struct conn *c, uint64_t count, const struct request *r
 }
 
 /* ---------------------------------------------------------------- say */
+
+/* The offset a say got (the memory store answers inside store_publish). */
+struct said {
+    uint64_t offset;
+};
+
+static void on_said(const struct store_result *res, void *ctx)
+{
+    ((struct said *)ctx)->offset = res->offset;
+}
 
 static void verb_say(struct conn *c, uint64_t count, const struct request *req)
 {
@@ -423,11 +497,78 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
     json_object *chat = msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
     struct msg *m = msg_new(chat);
     json_object_put(chat);
+    struct said said = {0};
     if (m) {
-        store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id);
+        store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id, true, on_said, &said);
         msg_unref(m);
     }
-    conn_reply_ok(c, count, NULL, false);
+    json_object *extra = NULL;
+    if (said.offset) {
+        extra = json_object_new_object();
+        json_object_object_add(extra, "offset", json_object_new_uint64(said.offset));
+    }
+    conn_reply_ok_with(c, count, NULL, false, extra);
+}
+
+/* ---------------------------------------------------------- roomHistory */
+
+/* The messages kept for ROOM, for a member or listener of it: after the
+ * JSON request's "since" (recovered or not), else the last "limit". */
+static void verb_room_history(struct conn *c, uint64_t count, const struct request *req)
+{
+    size_t len;
+    const char *room = room_arg(c, count, req, &len);
+    if (!room)
+        return;
+    struct pending since = {0};
+    if (!since_arg(c, count, req, &since))
+        return;
+    long limit = -1;
+    json_object *lim;
+    if (req->json && json_object_object_get_ex(req->json, "limit", &lim)) {
+        if (!json_object_is_type(lim, json_type_int) || json_object_get_int64(lim) < 0) {
+            conn_reply_err(c, count, ERR_INVALID_REQUEST);
+            return;
+        }
+        int64_t v = json_object_get_int64(lim);
+        limit = v > LONG_MAX ? LONG_MAX : (long)v;
+    }
+    uint64_t uid = 0;
+    struct listen_entry *le = conn_listen_find(c, room);
+    if (in_live_room(c, room))
+        uid = c->room_uid;
+    else if (le && store_room_alive(room, le->uid))
+        uid = le->uid;
+    else {
+        conn_reply_err(c, count, ERR_NOT_HEARING);
+        return;
+    }
+    struct history_read h = {.since = since.has_since ? &since.since : NULL};
+    if (store_keeps_history() && registry_history(room, uid, limit, &h) != ERR_NONE) {
+        conn_reply_err(c, count, ERR_ROOM_NOT_FOUND);
+        return;
+    }
+    json_object *data = json_object_new_object();
+    json_object_object_add(data, "room", json_object_new_string_len(room, (int)len));
+    json_object *messages = json_object_new_array_ext((int)h.nreplay);
+    json_tokener *tok = json_tokener_new();
+    for (size_t i = 0; tok && i < h.nreplay; i++) {
+        json_object *m = json_tokener_parse_ex(tok, h.replay[i]->data, (int)h.replay[i]->len);
+        if (m)
+            json_object_array_add(messages, m);
+        json_tokener_reset(tok);
+    }
+    if (tok)
+        json_tokener_free(tok);
+    json_object_object_add(data, "messages", messages);
+    if (h.has_position)
+        json_object_object_add(data, "position", history_position_json(&h.position));
+    if (since.has_since) {
+        json_object_object_add(data, "recovered", json_object_new_boolean(h.recovered));
+        history_count_recovery(h.recovered);
+    }
+    history_read_free(&h);
+    conn_reply_ok(c, count, data, true);
 }
 
 /* ------------------------------------------------- the connection verbs */
@@ -572,6 +713,7 @@ static const struct verb {
     {"listenToRoom", verb_listen},
     {"silenceRoom", verb_silence},
     {"say", verb_say},
+    {"roomHistory", verb_room_history},
     {"detailsView", verb_details},
     {"paramAdd", verb_param_add},
     {"paramDelete", verb_param_delete},

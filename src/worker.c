@@ -11,7 +11,9 @@
  *   under w->qlock plus an eventfd that wakes the base (memcached's shape).
  * - The room registry (registry.c) is shared and has its own locks; a
  *   worker holds qlock only to link or unlink jobs, never while calling the
- *   registry, so the lock order is simply: shard lock or qlock, never both.
+ *   registry.  The fan-out posts jobs under a room's stream lock (so that
+ *   offsets reach each worker in order): the lock order is shard lock,
+ *   stream lock, qlock.
  *
  * Fan-out: a message for a room becomes one job per worker that has local
  * recipients (the registry counts them), each job holding a reference to
@@ -98,11 +100,22 @@ struct room_batch {
     uint32_t n, cap;
 };
 
+/* A connection that just started hearing a room with a position (see
+ * "Positions" below): messages numbered up to FROM are not for it. */
+struct fresh_hearer {
+    struct conn *conn;
+    uint64_t from;
+    struct msg **held; /* SUB_HELD: what reached it before its position did */
+    uint32_t nheld, held_cap;
+};
+
 struct local_room {
     UT_hash_handle hh;
     uint64_t uid;
     struct local_slot *slots;
     uint32_t nslots, cap;
+    struct fresh_hearer *fresh; /* the slots flagged SUB_FRESH */
+    uint32_t nfresh;
     struct room_batch batch;
     bool batched; /* in w->batched for this turn (its batch may be empty) */
     char name[];
@@ -217,6 +230,102 @@ static uint64_t batch_send_each(const struct room_batch *b, struct conn *c, uint
     return n;
 }
 
+/* ------------------------------------------------------------ positions
+ *
+ * A connection that starts hearing a room in a room with history gets a
+ * position N (registry_hear): it must hear exactly the messages numbered
+ * after N.  Those all reach its worker after it is counted, but messages
+ * numbered before may still be on the way (in this worker's queue, from
+ * when the room had other recipients here).  Its slot is flagged SUB_FRESH
+ * with N until the first message after N reaches it: until then numbered
+ * messages up to N are left out for it.  Offsets reach a worker in order
+ * (registry_publish), so after that one nothing older can come. */
+
+#define SUB_FRESH 4u
+/* A connection whose position comes from the store later (Redis): what
+ * reaches its slot meanwhile is held, and sent or dropped by offset once
+ * the position is known (worker_release). */
+#define SUB_HELD 8u
+
+static struct fresh_hearer *fresh_find(struct local_room *lr, const struct conn *c)
+{
+    for (uint32_t i = 0; i < lr->nfresh; i++)
+        if (lr->fresh[i].conn == c)
+            return &lr->fresh[i];
+    return NULL;
+}
+
+static void fresh_drop(struct local_room *lr, struct local_slot *slot)
+{
+    struct fresh_hearer *f = fresh_find(lr, slot->conn);
+    if (f) {
+        for (uint32_t i = 0; i < f->nheld; i++)
+            msg_unref(f->held[i]);
+        free(f->held);
+        *f = lr->fresh[--lr->nfresh];
+    }
+    slot->flags &= ~(SUB_FRESH | SUB_HELD);
+    if (lr->nfresh == 0) {
+        free(lr->fresh);
+        lr->fresh = NULL;
+    }
+}
+
+/* Whether M is for the fresh hearer in SLOT; the first message past its
+ * position makes it an ordinary slot. */
+static bool fresh_wants(struct local_room *lr, struct local_slot *slot, const struct msg *m)
+{
+    if (m->offset == 0)
+        return true; /* not numbered: announcements, notices */
+    struct fresh_hearer *f = fresh_find(lr, slot->conn);
+    if (f && m->offset <= f->from)
+        return false;
+    fresh_drop(lr, slot);
+    return true;
+}
+
+/* Keep M for the held hearer in SLOT (see SUB_HELD). */
+static void held_add(struct local_room *lr, struct local_slot *slot, struct msg *m)
+{
+    struct fresh_hearer *f = fresh_find(lr, slot->conn);
+    if (!f)
+        return;
+    if (f->nheld == f->held_cap) {
+        uint32_t cap = f->held_cap ? f->held_cap * 2 : 8;
+        struct msg **grown = realloc(f->held, cap * sizeof(*grown));
+        if (!grown) {
+            log_error("out of memory: a message of '%s' is lost for a joiner", lr->name);
+            return;
+        }
+        f->held = grown;
+        f->held_cap = cap;
+    }
+    f->held[f->nheld++] = msg_ref(m);
+}
+
+/* Queue the batch's messages one by one to the fresh hearer in SLOT. */
+static uint64_t batch_send_fresh(struct local_room *lr, struct local_slot *slot, uint64_t *bytes)
+{
+    const struct room_batch *b = &lr->batch;
+    struct conn *c = slot->conn;
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < b->n; k++) {
+        if (b->skips[k] == c->serial)
+            continue;
+        if (slot->flags & SUB_HELD) {
+            held_add(lr, slot, b->msgs[k]);
+            continue;
+        }
+        if ((slot->flags & SUB_FRESH) && !fresh_wants(lr, slot, b->msgs[k]))
+            continue;
+        if (conn_send_msg(c, b->msgs[k])) {
+            n++;
+            *bytes += b->msgs[k]->len;
+        }
+    }
+    return n;
+}
+
 /* Whether B may go out laid end to end: more than one message, from at
  * most BATCH_SPEAKERS_MAX connections (put in SPEAKERS) and of at most
  * BATCH_COMBINE_MAX bytes (*TOTAL). */
@@ -275,6 +384,10 @@ static void batch_flush(struct worker *w, struct local_room *lr)
     struct batch_framing framing = {{NULL, NULL}, {NULL, NULL}};
     for (uint32_t i = 0; i < lr->nslots; i++) {
         struct conn *c = lr->slots[i].conn;
+        if (lr->slots[i].flags & SUB_FRESH) {
+            delivered += batch_send_fresh(lr, &lr->slots[i], &bytes);
+            continue;
+        }
         bool spoke = false;
         for (int j = 0; combine && j < nspeakers && !spoke; j++)
             spoke = speakers[j] == c->serial;
@@ -343,13 +456,25 @@ static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_
         batch_flush(w, lr);
         uint64_t delivered = 0;
         for (uint32_t i = 0; i < lr->nslots; i++)
-            if (lr->slots[i].conn->serial != skip)
+            if (lr->slots[i].conn->serial == skip)
+                continue;
+            else if (lr->slots[i].flags & SUB_HELD)
+                held_add(lr, &lr->slots[i], m);
+            else if (!(lr->slots[i].flags & SUB_FRESH) || fresh_wants(lr, &lr->slots[i], m))
                 delivered += conn_send_msg(lr->slots[i].conn, m);
         count_deliveries(w, delivered, delivered * m->len);
         return;
     }
-    b->msgs[b->n] = msg_ref(m);
-    b->skips[b->n] = skip;
+    /* In offset order: a job from another worker may bring an older offset
+     * after this worker numbered a newer one itself (on_flush runs the
+     * queue before it flushes, so both meet here). */
+    uint32_t at = b->n;
+    while (m->offset && at > 0 && b->msgs[at - 1]->offset > m->offset)
+        at--;
+    memmove(b->msgs + at + 1, b->msgs + at, (b->n - at) * sizeof(*b->msgs));
+    memmove(b->skips + at + 1, b->skips + at, (b->n - at) * sizeof(*b->skips));
+    b->msgs[at] = msg_ref(m);
+    b->skips[at] = skip;
     b->n++;
 }
 
@@ -359,12 +484,13 @@ static void local_room_free(struct worker *w, struct local_room *lr)
     HASH_DEL(w->rooms, lr);
     free(lr->batch.msgs);
     free(lr->batch.skips);
+    free(lr->fresh);
     free(lr->slots);
     free(lr);
 }
 
 void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
-                      unsigned flag)
+                      unsigned flag, struct history_read *hearing, bool hold)
 {
     struct local_room *lr = local_room_find(w, uid);
     if (!lr) {
@@ -378,9 +504,11 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
     }
     batch_flush(w, lr); /* what was said before C came is not for C */
     long slot = slot_find(lr, c);
-    if (slot >= 0) {
+    if (slot >= 0) { /* it hears the room already (member and listener) */
         lr->slots[slot].flags |= flag;
         slot_record(c, uid, (uint32_t)slot);
+        if (hearing && !hold)
+            registry_hear(name, uid, w->index, 0, hearing);
         return;
     }
     if (lr->nslots == lr->cap && !slots_resize(lr, lr->cap ? lr->cap * 2 : LOCAL_SLOTS_INITIAL)) {
@@ -391,10 +519,50 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
         }
         return;
     }
-    lr->slots[lr->nslots] = (struct local_slot){.conn = c, .flags = flag};
+    struct local_slot *s = &lr->slots[lr->nslots];
+    *s = (struct local_slot){.conn = c, .flags = flag};
     slot_record(c, uid, lr->nslots);
     lr->nslots++;
-    registry_recipients_add(name, uid, w->index, +1);
+    registry_hear(name, uid, w->index, +1, hold ? NULL : hearing);
+    if (hold || (hearing && hearing->has_position)) {
+        struct fresh_hearer *grown = realloc(lr->fresh, (lr->nfresh + 1) * sizeof(*grown));
+        if (grown) {
+            lr->fresh = grown;
+            lr->fresh[lr->nfresh++] = (struct fresh_hearer){
+                .conn = c, .from = hearing && !hold ? hearing->position.offset : 0};
+            s->flags |= hold ? SUB_FRESH | SUB_HELD : SUB_FRESH;
+        } else
+            log_error("out of memory: a message of '%s' may reach a joiner twice", name);
+    }
+}
+
+void worker_release(struct worker *w, uint64_t uid, struct conn *c, const struct history_read *r)
+{
+    struct local_room *lr = local_room_find(w, uid);
+    long slot = lr ? slot_find(lr, c) : -1;
+    if (slot < 0 || !(lr->slots[slot].flags & SUB_HELD))
+        return;
+    struct local_slot *s = &lr->slots[slot];
+    struct fresh_hearer *f = fresh_find(lr, c);
+    uint64_t from = r && r->has_position ? r->position.offset : 0;
+    s->flags &= ~SUB_HELD;
+    for (uint32_t i = 0; f && i < f->nheld; i++) {
+        struct msg *m = f->held[i];
+        if (m->offset == 0 || m->offset > from) {
+            conn_send_msg(c, m);
+            if (m->offset > from)
+                from = m->offset;
+        }
+        msg_unref(m);
+    }
+    if (f) {
+        free(f->held);
+        f->held = NULL;
+        f->nheld = f->held_cap = 0;
+        f->from = from;
+    }
+    if (!r || !r->has_position)
+        fresh_drop(lr, s); /* no offsets: nothing to leave out */
 }
 
 void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
@@ -408,8 +576,10 @@ void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct
     if (slot < 0)
         return;
     lr->slots[slot].flags &= ~flag;
-    if (lr->slots[slot].flags)
+    if ((lr->slots[slot].flags & ~(SUB_FRESH | SUB_HELD)) != 0)
         return;
+    if (lr->slots[slot].flags & (SUB_FRESH | SUB_HELD))
+        fresh_drop(lr, &lr->slots[slot]);
     uint32_t last = --lr->nslots;
     if ((uint32_t)slot != last) { /* the last one takes its place */
         lr->slots[slot] = lr->slots[last];
@@ -442,17 +612,29 @@ static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notic
     local_room_free(w, lr);
 }
 
-void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *m,
-                   uint64_t skip_serial)
+/* What registry_publish hands the fan-out: who publishes, what to skip,
+ * and (out) the offset the message got. */
+struct fanout_ctx {
+    struct worker *from;
+    uint64_t uid;
+    uint64_t skip_serial;
+    uint64_t offset;
+    struct msg *local; /* for the publisher's own worker, after the lock */
+};
+
+/* Under the room's stream lock: one job per other worker that hears the
+ * room, in offset order.  The publisher's own worker batches it after the
+ * lock is released (a delivery may write to sockets, which is no work for
+ * under a lock); deliver_local() puts it in offset order in the batch. */
+static void fanout_post(const bool *want, struct msg *m, void *arg)
 {
-    bool want[nworkers];
-    if (!registry_recipient_workers(name, &uid, want))
-        return;
+    struct fanout_ctx *fc = arg;
+    fc->offset = m->offset;
     for (int i = 0; i < nworkers; i++) {
         if (!want[i])
             continue;
-        if (&workers[i] == from) {
-            deliver_local(from, uid, m, skip_serial);
+        if (&workers[i] == fc->from) {
+            fc->local = msg_ref(m);
             continue;
         }
         struct job *job = malloc(sizeof(*job));
@@ -462,10 +644,23 @@ void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct m
         }
         job->type = JOB_DELIVER;
         job->u.deliver.msg = msg_ref(m);
-        job->u.deliver.room_uid = uid;
-        job->u.deliver.skip_serial = skip_serial;
+        job->u.deliver.room_uid = fc->uid;
+        job->u.deliver.skip_serial = fc->skip_serial;
         worker_post(&workers[i], job);
     }
+}
+
+uint64_t worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *m,
+                       uint64_t skip_serial, bool keep)
+{
+    struct fanout_ctx fc = {.from = from, .uid = uid, .skip_serial = skip_serial};
+    if (!registry_publish(name, &fc.uid, m, keep, fanout_post, &fc))
+        return 0;
+    if (fc.local) {
+        deliver_local(from, fc.uid, fc.local, skip_serial);
+        msg_unref(fc.local);
+    }
+    return fc.offset;
 }
 
 void worker_room_deleted(uint64_t uid, struct msg *notice)
@@ -534,8 +729,11 @@ static void on_reap(evutil_socket_t fd, short what, void *arg)
  * writev (see "Output" in conn.c).  Activated by the first producer of a
  * turn, it runs after the callbacks already active, so a burst of
  * deliveries to one connection becomes one system call. */
+static void run_queue(struct worker *w);
+
 static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
+    run_queue(arg); /* jobs already posted come before what is batched */
     worker_flush_batches(arg);
     conn_flush_pending(arg);
 }
@@ -569,12 +767,9 @@ static void run_job(struct worker *w, struct job *job)
     free(job);
 }
 
-static void on_wake(evutil_socket_t fd, short what, void *arg)
+/* Run every job posted so far. */
+static void run_queue(struct worker *w)
 {
-    struct worker *w = arg;
-    uint64_t n;
-    ssize_t rc = read(w->wake_fd, &n, sizeof(n));
-    (void)rc;
     pthread_mutex_lock(&w->qlock);
     struct job *job = w->qhead;
     w->qhead = w->qtail = NULL;
@@ -584,6 +779,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         run_job(w, job);
         job = next;
     }
+}
+
+static void on_wake(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    uint64_t n;
+    ssize_t rc = read(w->wake_fd, &n, sizeof(n));
+    (void)rc;
+    run_queue(w);
 }
 
 static void *worker_main(void *arg)

@@ -105,9 +105,11 @@ void worker_call(struct worker *w, job_fn fn, void *arg);
 /* Deliver MSG to every member and listener of room NAME (generation UID)
  * on every worker, except the connection SKIP_SERIAL.  The calling worker
  * FROM (or NULL off-worker) delivers to its own recipients at once; other
- * workers get one queue entry each.  Order per caller is kept. */
-void worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *msg,
-                   uint64_t skip_serial);
+ * workers get one queue entry each.  Order per caller is kept.  With KEEP
+ * (a say or a server broadcast) and history on, the room numbers and keeps
+ * it: the offset it got comes back (0: none). */
+uint64_t worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *msg,
+                       uint64_t skip_serial, bool keep);
 /* A room was deleted: tell every worker (one entry each, with NOTICE). */
 void worker_room_deleted(uint64_t uid, struct msg *notice);
 
@@ -119,8 +121,17 @@ void worker_flush_batches(struct worker *w);
 /* The local index: C hears room UID as a member and/or a listener. */
 #define SUB_MEMBER 1u
 #define SUB_LISTENER 2u
+/* With HEARING (history.h), C's position comes back and, when it asked
+ * with a since, the messages it missed: the caller sends them before
+ * anything else C hears of the room.  With HOLD the store gives the
+ * position later: until worker_release() what C would hear is held. */
+struct history_read;
 void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
-                      unsigned flag);
+                      unsigned flag, struct history_read *hearing, bool hold);
+/* C's position in room UID is known (R; NULL or no position: the store
+ * keeps none): what was held for C and is after it goes out now, in order,
+ * and what comes later up to it is left out. */
+void worker_release(struct worker *w, uint64_t uid, struct conn *c, const struct history_read *r);
 void worker_unsubscribe(struct worker *w, const char *name, uint64_t uid, struct conn *c,
                         unsigned flag);
 

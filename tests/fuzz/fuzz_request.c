@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "history.h"
 #include "request.h"
 #include "utf8.h"
 #include "verbs.h"
@@ -101,6 +102,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     free(key);
     free(value);
+    /* "since" (roomChange, listenToRoom, roomHistory): history_parse_since
+     * accepts exactly an object with a string epoch and a non-negative
+     * integer offset, and keeps an epoch only of the length epochs have. */
+    json_object *since;
+    if (req.json && json_object_object_get_ex(req.json, "since", &since)) {
+        struct history_position pos;
+        json_object *e, *o;
+        bool well_formed = json_object_is_type(since, json_type_object) &&
+                           json_object_object_get_ex(since, "epoch", &e) &&
+                           json_object_is_type(e, json_type_string) &&
+                           json_object_object_get_ex(since, "offset", &o) &&
+                           json_object_is_type(o, json_type_int) && json_object_get_int64(o) >= 0;
+        if (history_parse_since(since, &pos) != well_formed)
+            abort();
+        if (well_formed && strlen(pos.epoch) != 0 && strlen(pos.epoch) != HISTORY_EPOCH_LEN)
+            abort();
+    }
     request_free(&req);
     if (req.verb || req.arg || req.json)
         abort(); /* request_free leaves it empty */

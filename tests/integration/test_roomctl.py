@@ -261,6 +261,29 @@ class Commands(RoomctlCase):
         self.assertChat(a.expect_raw(chat("42")), "42", "lobby", 0)
         self.fails("room", "say", "nosuch", "hi", error="room does not exist", status=404)
 
+    def test_room_history(self):
+        """room history ROOM [--size N --ttl S] and room messages ROOM [--limit N]."""
+        self.assertJson(self.ok_json("room", "history", "lobby"), {"size": 100, "ttl": 300})
+        self.assertIn("100 messages, 300 s", self.ok("room", "history", "lobby"))
+        self.assertJson(self.ok_json("room", "history", "lobby", "--size", "2", "--ttl", "60"),
+                        {"size": 2, "ttl": 60})
+        self.assertJson(self.server.admin_ok("GET", "/api/rooms/lobby/history"),
+                        {"size": 2, "ttl": 60})
+        for i in range(3):
+            self.ok("room", "say", "lobby", "m%d" % i)
+        got = self.ok_json("room", "messages", "lobby")
+        self.assertEqual([(m["message"], m["offset"]) for m in got["messages"]],
+                         [("m1", 2), ("m2", 3)])
+        self.assertEqual(self.ok("room", "messages", "lobby", "--limit", "1").split(),
+                         ["3", "0", "m2"])
+        self.fails("room", "history", "nosuch", error="room does not exist", status=404)
+        self.fails("room", "messages", "nosuch", error="room does not exist", status=404)
+        url = ["--url", self.url(), "--key", ADMIN_KEY]
+        for bad in (["--size"], ["--size", "-1"], ["--size", "x"], ["--nope", "1"],
+                    ["--ttl", "1", "--size"]):
+            self.assertExit(self.run_ctl(*url, "room", "history", "lobby", *bad), 2)
+        self.assertExit(self.run_ctl(*url, "room", "messages", "lobby", "--limit", "x"), 2)
+
     def test_conn_list(self):
         clients = [self.client() for _ in range(3)]
         self.assertOK(clients[0], "roomChange lobby", True)

@@ -36,7 +36,7 @@ test('WebSocket and TCP clients chat both ways in one room', async () => {
   const tid = (await t.request('detailsView')).data.id;
   assert.match(await t.expectRaw({ message: ENTERED, from: wid }), chatRegex(ENTERED, 'defaultRoom', wid));
 
-  assert.equal(await w.requestRaw(JSON.stringify({ event: 'say', message: 'from node, "quoted" ✓' })), okText(2));
+  assert.equal(await w.requestReply(JSON.stringify({ event: 'say', message: 'from node, "quoted" ✓' })), okText(2));
   const heard = await t.expectRaw({ message: 'from node, "quoted" ✓' });
   const sentAt = Number(heard.match(chatRegex('from node, "quoted" ✓', 'defaultRoom', wid))[1]);
   assert.ok(Math.abs(sentAt - Date.now()) < 60000, `sentAt ${sentAt} is not ms near now`);
@@ -47,30 +47,30 @@ test('WebSocket and TCP clients chat both ways in one room', async () => {
 
 test('every verb over Node WebSocket', async () => {
   const w = await ws();
-  assert.equal(await w.requestRaw('roomChange lobby'), okText(1, true));
+  assert.equal(await w.requestReply('roomChange lobby'), okText(1, true));
   assert.equal(await w.requestRaw('roomChange nowhere'), errText('room does not exist', 2));
   const view = await w.request('roomView');
   assert.equal(view.data.room, 'lobby');
   assert.equal(view.data.membersCount, 1);
-  assert.equal(await w.requestRaw('listenToRoom defaultRoom'), okText(4, true));
-  assert.equal(await w.requestRaw('silenceRoom defaultRoom'), okText(5, true));
-  assert.equal(await w.requestRaw('say hi'), okText(6));
-  assert.equal(await w.requestRaw('{"event":"paramAdd","key":"k","value":"v"}'), okText(7, null));
-  assert.equal(await w.requestRaw('paramView k'), okText(8, 'v'));
-  assert.equal(await w.requestRaw('paramsView'), okText(9, { k: 'v' }));
-  assert.equal(await w.requestRaw('paramDelete k'), okText(10, null));
-  assert.equal(await w.requestRaw('paramsDelete'), okText(11, null));
+  assert.equal(await w.requestReply('listenToRoom defaultRoom'), okText(4, true));
+  assert.equal(await w.requestReply('silenceRoom defaultRoom'), okText(5, true));
+  assert.equal(await w.requestReply('say hi'), okText(6));
+  assert.equal(await w.requestReply('{"event":"paramAdd","key":"k","value":"v"}'), okText(7, null));
+  assert.equal(await w.requestReply('paramView k'), okText(8, 'v'));
+  assert.equal(await w.requestReply('paramsView'), okText(9, { k: 'v' }));
+  assert.equal(await w.requestReply('paramDelete k'), okText(10, null));
+  assert.equal(await w.requestReply('paramsDelete'), okText(11, null));
   const details = await w.request('detailsView');
   assert.equal(details.data.type, 'websocket');
   assert.equal(await w.requestRaw('auth abc'), errText('auth is disabled', 13));
   assert.equal(await w.requestRaw('fly'), errText('verb not found or not allowed', 14));
-  assert.equal(await w.requestRaw('roomLeave'), okText(15, true));
+  assert.equal(await w.requestReply('roomLeave'), okText(15, true));
 });
 
 test('a binary frame gets an error reply and the connection lives', async () => {
   const w = await ws();
   assert.equal(await w.requestRaw(new Uint8Array([1, 2, 3])), errText('binary frames are not supported', 1));
-  assert.equal(await w.requestRaw('paramsView'), okText(2, {}));
+  assert.equal(await w.requestReply('paramsView'), okText(2, {}));
 });
 
 test('auth pattern type = websocket admits Node, not TCP', async () => {
@@ -78,7 +78,7 @@ test('auth pattern type = websocket admits Node, not TCP', async () => {
   assert.equal((await admin('PUT', '/api/rooms/nodeonly/pattern', { key: 'type', value: 'websocket' })).status, 200);
   const w = await ws();
   const t = await tcp();
-  assert.equal(await w.requestRaw('roomChange nodeonly'), okText(1, true));
+  assert.equal(await w.requestReply('roomChange nodeonly'), okText(1, true));
   assert.equal((await t.request('roomChange nodeonly')).error, 'not authorized to join room');
 });
 

@@ -163,6 +163,13 @@ export class WsClient {
     return JSON.parse(await this.requestRaw(data));
   }
 
+  /* The reply's text without the history fields (a join's position, a
+   * say's offset: PROTOCOL.md "History and recovery"), for tests of other
+   * things. */
+  async requestReply(data) {
+    return stripHistory(await this.requestRaw(data));
+  }
+
   expect(want, timeout) {
     return this.inbox.expect(want, timeout);
   }
@@ -199,6 +206,10 @@ export async function admin(method, path, body) {
   return { status: res.status, body: await res.json().catch(() => null) };
 }
 
+export function stripHistory(text) {
+  return text.replace(/,"position":\{"epoch":"[0-9a-f]{12}","offset":\d+\}|,"offset":\d+(?=,"messageCount")/g, '');
+}
+
 /* Exact texts of server messages, as PROTOCOL.md writes them. */
 export function okText(count, data) {
   const d = data === undefined ? '' : `"data":${JSON.stringify(data)},`;
@@ -212,5 +223,5 @@ export function errText(text, count) {
 
 export function chatRegex(message, room, from) {
   const esc = (s) => JSON.stringify(s).replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^\\{"message":${esc(message)},"room":${esc(room)},"from":${esc(from)},"context":"user","sentAt":(\\d+)\\}$`);
+  return new RegExp(`^\\{"message":${esc(message)},"room":${esc(room)},"from":${esc(from)},"context":"user","sentAt":(\\d+)(?:,"offset":\\d+)?\\}$`);
 }
