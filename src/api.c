@@ -140,31 +140,12 @@ int api_broadcast(const char *from_id, const char *room, json_object *message)
 
 json_object *api_room_history(const char *room, long size, long ttl)
 {
-    return registry_history_settings(room, size, ttl);
+    return store_room_history(room, size, ttl);
 }
 
 json_object *api_room_messages(const char *room, long limit)
 {
-    struct history_read h = {0};
-    if (registry_history(room, 0, limit, &h) != ERR_NONE)
-        return NULL;
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "room", json_object_new_string(room));
-    json_object *messages = json_object_new_array_ext((int)h.nreplay);
-    json_tokener *tok = json_tokener_new();
-    for (size_t i = 0; tok && i < h.nreplay; i++) {
-        json_object *m = json_tokener_parse_ex(tok, h.replay[i]->data, (int)h.replay[i]->len);
-        if (m)
-            json_object_array_add(messages, m);
-        json_tokener_reset(tok);
-    }
-    if (tok)
-        json_tokener_free(tok);
-    json_object_object_add(o, "messages", messages);
-    if (h.has_position)
-        json_object_object_add(o, "position", history_position_json(&h.position));
-    history_read_free(&h);
-    return o;
+    return store_room_messages(room, limit);
 }
 
 /* JSON text of O (consumed), malloc'd; NULL for NULL. */

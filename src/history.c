@@ -42,15 +42,20 @@ static size_t entry_cost(const struct msg *m)
     return sizeof(struct history_entry) + sizeof(struct msg) + m->len + 2;
 }
 
-static void new_epoch(struct history *h)
+void history_epoch_new(char *out)
 {
     unsigned char r[HISTORY_EPOCH_LEN / 2];
     if (RAND_bytes(r, sizeof(r)) != 1) { /* never on Linux; still unique enough */
-        uint64_t t = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)h;
+        uint64_t t = (uint64_t)now_ms() ^ (uint64_t)(uintptr_t)out;
         memcpy(r, &t, sizeof(r) < sizeof(t) ? sizeof(r) : sizeof(t));
     }
     for (size_t i = 0; i < sizeof(r); i++)
-        snprintf(h->epoch + 2 * i, 3, "%02x", r[i]);
+        snprintf(out + 2 * i, 3, "%02x", r[i]);
+}
+
+static void new_epoch(struct history *h)
+{
+    history_epoch_new(h->epoch);
 }
 
 int history_init(struct history *h)
@@ -372,6 +377,28 @@ uint64_t history_offset_of(const char *json, size_t len)
     for (size_t i = start; i < end; i++)
         v = v * 10 + (uint64_t)(json[i] - '0');
     return v;
+}
+
+json_object *history_read_json(const char *room, const struct history_read *r)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "room", json_object_new_string(room));
+    json_object *messages = json_object_new_array_ext((int)r->nreplay);
+    json_tokener *tok = json_tokener_new();
+    for (size_t i = 0; tok && i < r->nreplay; i++) {
+        json_object *m = json_tokener_parse_ex(tok, r->replay[i]->data, (int)r->replay[i]->len);
+        if (m)
+            json_object_array_add(messages, m);
+        json_tokener_reset(tok);
+    }
+    if (tok)
+        json_tokener_free(tok);
+    json_object_object_add(o, "messages", messages);
+    if (r->has_position)
+        json_object_object_add(o, "position", history_position_json(&r->position));
+    if (r->since)
+        json_object_object_add(o, "recovered", json_object_new_boolean(r->recovered));
+    return o;
 }
 
 json_object *history_position_json(const struct history_position *pos)

@@ -121,6 +121,11 @@ struct msg *history_number(const struct msg *m, uint64_t offset);
  * an object, epoch not a string of at most HISTORY_EPOCH_LEN bytes, offset
  * not a non-negative integer). */
 bool history_parse_since(json_object *o, struct history_position *out);
+/* A fresh epoch (HISTORY_EPOCH_LEN hex digits and a NUL) into OUT. */
+void history_epoch_new(char *out);
+/* {"room":R,"messages":[...],"position":{...}} of what R read (the
+ * messages parsed back into objects); "recovered" too when R had a since. */
+json_object *history_read_json(const char *room, const struct history_read *r);
 /* {"epoch":E,"offset":N} */
 json_object *history_position_json(const struct history_position *pos);
 

@@ -64,6 +64,27 @@ bool store_keeps_history(void)
     return store->keeps_history;
 }
 
+bool store_reads_streams(void)
+{
+    return store->stream_read != NULL;
+}
+
+void store_stream_read(struct worker *w, const char *room, const struct history_position *since,
+                       long limit, bool messages, store_cb cb, void *ctx)
+{
+    store->stream_read(w, room, since, limit, messages, cb, ctx);
+}
+
+json_object *store_room_history(const char *room, long size, long ttl)
+{
+    return store->room_history(room, size, ttl);
+}
+
+json_object *store_room_messages(const char *room, long limit)
+{
+    return store->room_messages(room, limit);
+}
+
 int store_room_add(const char *room)
 {
     return store->room_add(room);

@@ -22,14 +22,17 @@
 
 struct worker;
 struct msg;
+struct history_position;
+struct history_read;
 
 struct store_result {
     enum roomd_err err;
-    bool flag;         /* leave: a member was removed */
-    uint64_t uid;      /* join, listen: the room's generation */
-    int64_t joined_at; /* join */
-    json_object *data; /* room_view: the data (the callback owns it) */
-    uint64_t offset;   /* publish: the offset the message got; 0 none */
+    bool flag;                 /* leave: a member was removed */
+    uint64_t uid;              /* join, listen: the room's generation */
+    int64_t joined_at;         /* join */
+    json_object *data;         /* room_view: the data (the callback owns it) */
+    uint64_t offset;           /* publish: the offset the message got; 0 none */
+    struct history_read *read; /* stream_read: what was read (freed after the callback) */
 };
 
 typedef void (*store_cb)(const struct store_result *res, void *ctx);
@@ -69,6 +72,15 @@ struct store_ops {
     /* Whether rooms' streams are numbered and kept (PROTOCOL.md "History
      * and recovery"): positions are given and recoveries answered. */
     bool keeps_history;
+    /* A store that keeps the streams itself (Redis) reads one here: the
+     * position and, after SINCE or (MESSAGES) the last LIMIT, the kept
+     * messages; NULL: the registry's streams, read under their locks. */
+    void (*stream_read)(struct worker *w, const char *room, const struct history_position *since,
+                        long limit, bool messages, store_cb cb, void *ctx);
+    /* The server side's history settings and kept messages (api.h); NULL:
+     * the registry's. */
+    json_object *(*room_history)(const char *room, long size, long ttl);
+    json_object *(*room_messages)(const char *room, long limit);
 };
 
 extern const struct store_ops store_memory_ops;
@@ -106,12 +118,21 @@ bool store_room_alive(const char *room, uint64_t uid);
 /* Deliver M to room ROOM's members and listeners but the connection
  * SKIP_SERIAL (whose id, for other servers, is SKIP_ID; both may be 0/NULL).
  * KEEP: M is a say or a server broadcast, numbered and kept by the room's
- * history; CB (may be NULL) gets the offset it got, before store_publish
- * returns (both stores number where they publish, on this thread). */
+ * history; CB (may be NULL) gets the offset it got: at once with the memory
+ * store, later (on W's thread) when the store publishes remotely. */
 void store_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
                    uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb, void *ctx);
 /* Whether the store numbers and keeps rooms' streams. */
 bool store_keeps_history(void);
+/* Whether streams are read from the store (store_stream_read, later)
+ * rather than from the registry (at once, under the stream lock). */
+bool store_reads_streams(void);
+void store_stream_read(struct worker *w, const char *room, const struct history_position *since,
+                       long limit, bool messages, store_cb cb, void *ctx);
+/* Room ROOM's history settings after setting SIZE and TTL (-1: unchanged)
+ * and its last LIMIT kept messages; NULL when there is no such room. */
+json_object *store_room_history(const char *room, long size, long ttl);
+json_object *store_room_messages(const char *room, long limit);
 
 /* Server-side operations, any thread. */
 int store_room_add(const char *room);  /* 1 created, 0 existed */

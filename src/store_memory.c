@@ -4,6 +4,7 @@
  * caller's thread, as store.h promises.  store_room_alive() and the
  * room-deleted notice are shared with the Redis store, which keeps the
  * registry as its local mirror. */
+#include "history.h"
 #include "msg.h"
 #include "registry.h"
 #include "store.h"
@@ -112,6 +113,16 @@ static json_object *memory_room_status(const char *room, long limit)
     return registry_status(room, 0, limit);
 }
 
+static json_object *memory_room_messages(const char *room, long limit)
+{
+    struct history_read h = {0};
+    if (registry_history(room, 0, limit, &h) != ERR_NONE)
+        return NULL;
+    json_object *o = history_read_json(room, &h);
+    history_read_free(&h);
+    return o;
+}
+
 const struct store_ops store_memory_ops = {
     .open = memory_open,
     .close = memory_close,
@@ -127,4 +138,6 @@ const struct store_ops store_memory_ops = {
     .room_status = memory_room_status,
     .room_list = registry_list,
     .keeps_history = true,
+    .room_history = registry_history_settings,
+    .room_messages = memory_room_messages,
 };

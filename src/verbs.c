@@ -34,6 +34,8 @@ struct pending {
     json_object *attrs; /* the attributes the store checks the pattern with */
     bool has_since;     /* a JSON roomChange / listenToRoom with "since" */
     struct history_position since;
+    uint64_t uid; /* the room heard, while the store reads its position */
+    long limit;   /* roomHistory */
 };
 
 static struct pending *pending_new(struct conn *c, uint64_t count, const char *room, size_t len)
@@ -174,11 +176,25 @@ static bool since_arg(struct conn *c, uint64_t count, const struct request *req,
 /* C starts hearing ROOM (generation UID) as FLAG; with history, the
  * position comes back in H and, when P asked with a since, the messages
  * C missed are sent first (before the reply and anything live). */
-static void hear(struct conn *c, const char *room, uint64_t uid, unsigned flag,
-                 const struct pending *p, struct history_read *h)
+static json_object *hearing_json(const struct pending *p, const struct history_read *h);
+static void heard(const struct store_result *res, void *ctx);
+
+/* C starts hearing ROOM (generation UID) as FLAG.  With history, its
+ * position comes back in H and, when P asked with a since, the messages it
+ * missed are sent first (before the reply and anything live).  Returns true
+ * when the store reads the position later (Redis): the slot is held
+ * meanwhile, and heard() replies to P and frees it. */
+static bool hear(struct conn *c, const char *room, uint64_t uid, unsigned flag, struct pending *p,
+                 struct history_read *h)
 {
     *h = (struct history_read){0};
-    bool history = store_keeps_history();
+    bool history = store_keeps_history() && !p->welcome && !p->member_cb;
+    if (history && store_reads_streams()) {
+        worker_subscribe(c->worker, room, uid, c, flag, NULL, true);
+        p->uid = uid;
+        store_stream_read(c->worker, room, p->has_since ? &p->since : NULL, -1, false, heard, p);
+        return true;
+    }
     if (history && p->has_since)
         h->since = &p->since;
     worker_subscribe(c->worker, room, uid, c, flag, history ? h : NULL, false);
@@ -186,6 +202,27 @@ static void hear(struct conn *c, const char *room, uint64_t uid, unsigned flag,
         conn_send_msg(c, h->replay[i]);
     if (p->has_since)
         history_count_recovery(h->recovered);
+    return false;
+}
+
+/* The store read the position of a join or listen (see hear): the missed
+ * messages, the reply, then what the held slot collected meanwhile.  A
+ * store that could not answer leaves the reply without a position. */
+static void heard(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    struct conn *c = p->c;
+    if (!c->dead) {
+        struct history_read none = {.since = res->read ? res->read->since : NULL};
+        const struct history_read *r = res->err || !res->read ? &none : res->read;
+        for (size_t i = 0; i < r->nreplay; i++)
+            conn_send_msg(c, r->replay[i]);
+        if (p->has_since)
+            history_count_recovery(r->recovered);
+        conn_reply_ok_with(c, p->count, json_object_new_boolean(1), true, hearing_json(p, r));
+        worker_release(c->worker, p->uid, c, r);
+    }
+    pending_free(p);
 }
 
 /* The fields a join reply carries after data: the position and, when the
@@ -247,8 +284,10 @@ static void joined(const struct store_result *res, void *ctx)
     c->room_joined_at = res->joined_at;
     p->room = NULL;
     struct history_read h;
-    hear(c, c->room, c->room_uid, SUB_MEMBER, p, &h);
+    bool later = hear(c, c->room, c->room_uid, SUB_MEMBER, p, &h);
     announce(c, c->room, c->room_uid, TEXT_ENTERED); /* before anything it says next */
+    if (later)
+        return; /* heard() replies */
     if (p->member_cb)
         p->member_cb(ERR_NONE, true, p->member_ctx);
     else if (p->welcome)
@@ -392,7 +431,8 @@ static void listened(const struct store_result *res, void *ctx)
         conn_reply_err(c, p->count, ERR_STORE_UNAVAILABLE);
     } else {
         struct history_read h;
-        hear(c, p->room, res->uid, SUB_LISTENER, p, &h);
+        if (hear(c, p->room, res->uid, SUB_LISTENER, p, &h))
+            return; /* heard() replies */
         conn_reply_ok_with(c, p->count, json_object_new_boolean(1), true, hearing_json(p, &h));
         history_read_free(&h);
     }
@@ -466,6 +506,28 @@ static void on_said(const struct store_result *res, void *ctx)
     ((struct said *)ctx)->offset = res->offset;
 }
 
+static void reply_said(struct conn *c, uint64_t count, uint64_t offset)
+{
+    json_object *extra = NULL;
+    if (offset) {
+        extra = json_object_new_object();
+        json_object_object_add(extra, "offset", json_object_new_uint64(offset));
+    }
+    conn_reply_ok_with(c, count, NULL, false, extra);
+}
+
+static void said_later(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    if (!p->c->dead) {
+        if (res->err)
+            conn_reply_err(p->c, p->count, res->err);
+        else
+            reply_said(p->c, p->count, res->offset);
+    }
+    pending_free(p);
+}
+
 static void verb_say(struct conn *c, uint64_t count, const struct request *req)
 {
     if (!c->room) {
@@ -497,20 +559,43 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
     json_object *chat = msg_chat_json(json_object_new_string_len(text, (int)len), c->room, c->id);
     struct msg *m = msg_new(chat);
     json_object_put(chat);
-    struct said said = {0};
-    if (m) {
-        store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id, true, on_said, &said);
+    if (!m) {
+        conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+        return;
+    }
+    if (store_reads_streams()) { /* numbered remotely: reply when it answers */
+        struct pending *p = pending_new(c, count, NULL, 0);
+        if (p)
+            store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id, true, said_later,
+                          p);
+        else
+            conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         msg_unref(m);
+        return;
     }
-    json_object *extra = NULL;
-    if (said.offset) {
-        extra = json_object_new_object();
-        json_object_object_add(extra, "offset", json_object_new_uint64(said.offset));
-    }
-    conn_reply_ok_with(c, count, NULL, false, extra);
+    struct said said = {0};
+    store_publish(c->worker, c->room, c->room_uid, m, c->serial, c->id, true, on_said, &said);
+    msg_unref(m);
+    reply_said(c, count, said.offset);
 }
 
 /* ---------------------------------------------------------- roomHistory */
+
+/* roomHistory's answer from a store that reads streams itself. */
+static void history_answered(const struct store_result *res, void *ctx)
+{
+    struct pending *p = ctx;
+    if (!p->c->dead) {
+        if (res->err || !res->read) {
+            conn_reply_err(p->c, p->count, res->err ? res->err : ERR_STORE_UNAVAILABLE);
+        } else {
+            if (p->has_since)
+                history_count_recovery(res->read->recovered);
+            conn_reply_ok(p->c, p->count, history_read_json(p->room, res->read), true);
+        }
+    }
+    pending_free(p);
+}
 
 /* The messages kept for ROOM, for a member or listener of it: after the
  * JSON request's "since" (recovered or not), else the last "limit". */
@@ -543,32 +628,27 @@ static void verb_room_history(struct conn *c, uint64_t count, const struct reque
         conn_reply_err(c, count, ERR_NOT_HEARING);
         return;
     }
+    if (store_reads_streams()) {
+        struct pending *p = pending_new(c, count, room, len);
+        if (!p) {
+            conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
+            return;
+        }
+        p->has_since = since.has_since;
+        p->since = since.since;
+        store_stream_read(c->worker, room, p->has_since ? &p->since : NULL, limit, true,
+                          history_answered, p);
+        return;
+    }
     struct history_read h = {.since = since.has_since ? &since.since : NULL};
-    if (store_keeps_history() && registry_history(room, uid, limit, &h) != ERR_NONE) {
+    if (registry_history(room, uid, limit, &h) != ERR_NONE) {
         conn_reply_err(c, count, ERR_ROOM_NOT_FOUND);
         return;
     }
-    json_object *data = json_object_new_object();
-    json_object_object_add(data, "room", json_object_new_string_len(room, (int)len));
-    json_object *messages = json_object_new_array_ext((int)h.nreplay);
-    json_tokener *tok = json_tokener_new();
-    for (size_t i = 0; tok && i < h.nreplay; i++) {
-        json_object *m = json_tokener_parse_ex(tok, h.replay[i]->data, (int)h.replay[i]->len);
-        if (m)
-            json_object_array_add(messages, m);
-        json_tokener_reset(tok);
-    }
-    if (tok)
-        json_tokener_free(tok);
-    json_object_object_add(data, "messages", messages);
-    if (h.has_position)
-        json_object_object_add(data, "position", history_position_json(&h.position));
-    if (since.has_since) {
-        json_object_object_add(data, "recovered", json_object_new_boolean(h.recovered));
+    if (since.has_since)
         history_count_recovery(h.recovered);
-    }
+    conn_reply_ok(c, count, history_read_json(room, &h), true);
     history_read_free(&h);
-    conn_reply_ok(c, count, data, true);
 }
 
 /* ------------------------------------------------- the connection verbs */

@@ -20,7 +20,7 @@ from redis_harness import RedisServer, RedisTestCase, skip_without_redis, wait_f
 skip_without_redis()
 
 from harness import (DELETED, ENTERED, LEFT, ROOMD, Server, _live_processes,  # noqa: E402
-                     chat, err_line, free_port, main, now_ms, ok_line)
+                     chat, err_line, free_port, main, now_ms, ok_line, strip_history)
 
 UNAVAILABLE = "store unavailable"
 # Rooms come from the admin API only, and nobody joins anything at connect.
@@ -655,11 +655,11 @@ class RedisOutage(RedisTestCase):
         x.expect(chat(ENTERED, "r", y.id))
         os.kill(self.redis.proc.pid, signal.SIGSTOP)
         try:
-            acked = []
+            # A say is acknowledged once Redis numbered it (history): sent now, answered
+            # after the pause, while everything else goes on.
+            first = x.count + 1
             for i in range(20):
-                raw = x.request_raw("say paused %d" % i)
-                if raw == ok_line(x.count):
-                    acked.append("paused %d" % i)
+                x.send_line("say paused %d" % i)
             # The accept loop and the workers keep going while Redis sleeps.
             start = time.monotonic()
             late = self.client(a)
@@ -667,6 +667,11 @@ class RedisOutage(RedisTestCase):
             self.assertLess(time.monotonic() - start, 1.5, "a new client waited for Redis")
         finally:
             os.kill(self.redis.proc.pid, signal.SIGCONT)
+        acked = []
+        for i in range(20):
+            raw = x.expect_raw({"messageCount": first + i}, timeout=10)
+            if strip_history(raw) == ok_line(first + i):
+                acked.append("paused %d" % i)
         for text in acked:  # acknowledged says reach the other server once Redis is back
             y.expect(chat(text, "r", x.id), timeout=10)
         self.assertOK(x, "say after the pause")
