@@ -16,11 +16,30 @@
  * exponential back-off and, once welcomed again, goes back to the room it was in (and to
  * the rooms it listened to).  quit() and close() end it for good.
  *
+ * Recovery (PROTOCOL.md "History and recovery").  In rooms with history on, every chat
+ * message carries an offset; the client remembers, per room, the stream's epoch and the
+ * last offset it has handed to the application (from chat messages, the positions of
+ * join / listen replies, roomHistory, and its own says' replies).  After a reconnect it
+ * asks for what it missed: its room with roomChange + "since" (or, when the server has
+ * already put it back into that room -- the default room --, with roomHistory + "since"),
+ * every listened room with listenToRoom + "since".  Missed messages are emitted as
+ * ordinary 'message' / 'say' events, in offset order, before any later one; a message
+ * whose offset is not above the last one emitted for its room is never emitted (no
+ * duplicates, and never one the application said itself).  Then, per room, either
+ * 'recovered' or 'lost'.  position(room) tells the client's {epoch, offset} of a room.
+ *
  * Events (on/off/once): 'open', 'welcome' (the welcome object), 'room' (the room the
  * connection is now in, or null), 'message' (any chat: room chat, announcements, direct
  * messages), 'say' (chat in a room), 'direct' (a message to this connection alone),
  * 'goodbye' (the server's goodbye object), 'close' ({code, reason, reconnectIn}; reconnectIn
- * is null when the client will not reconnect), 'error' (a failed rejoin).
+ * is null when the client will not reconnect), 'error' (a failed rejoin),
+ * 'recovered' ({room, count, position}: after a reconnect every message of ROOM missed
+ * while away has been emitted, COUNT of them; position is the room's {epoch, offset}),
+ * 'lost' ({room, position}: messages of ROOM sent while away cannot be had any more --
+ * too old for its history, or the room's stream restarted (new epoch: roomd restarted,
+ * the room was deleted and created again); messages from now on are emitted as usual).
+ * 'message' and 'say' handlers get a second argument, {recovered: true|false}: true for a
+ * message that was missed while away and is emitted by the recovery.
  */
 (function (root, factory) {
   const Roomd = factory();
@@ -63,6 +82,13 @@
       this.welcome = null; // the last welcome object
       this.listening = new Set(); // rooms listened to, re-listened after a reconnect
       this._wanted = undefined; // the room to be in: undefined = the server's default
+      // room -> {epoch, last, base, own}: the stream's epoch (null until a reply told it),
+      // the last offset emitted, the offset recovery starts after at least (a join's
+      // position), and offsets of this client's own says above last (it never hears them).
+      this._streams = new Map();
+      // room -> [chat message, …]: the room's messages held back while a recovery of it
+      // is in flight, merged by offset when its reply comes.
+      this._recovering = new Map();
       this._handlers = new Map();
       this._pending = new Map(); // messageCount -> {resolve, reject, timer}
       this._count = 0;
@@ -95,12 +121,12 @@
       return this.on(event, wrapper);
     }
 
-    _emit(event, arg) {
+    _emit(event, arg, extra) {
       const set = this._handlers.get(event);
       if (!set) return;
       for (const fn of Array.from(set)) {
         try {
-          fn(arg);
+          fn(arg, extra);
         } catch (e) {
           setTimeout(() => {
             throw e;
@@ -133,6 +159,11 @@
       if (ws !== this._ws) return;
       this._ws = null;
       this.room = null;
+      // Messages held back for a recovery that will not answer now: not emitted, so the
+      // next recovery asks for them again.  A stream whose epoch no reply told is of no
+      // use on another connection.
+      this._recovering.clear();
+      for (const [room, st] of this._streams) if (st.epoch === null) this._streams.delete(room);
       for (const [, p] of this._pending) {
         clearTimeout(p.timer);
         p.reject(new RoomdError('connection closed'));
@@ -163,7 +194,7 @@
         if (!p) return;
         this._pending.delete(msg.messageCount);
         clearTimeout(p.timer);
-        if (msg.status === 'OK') p.resolve(msg.data);
+        if (msg.status === 'OK') p.resolve(msg);
         else p.reject(new RoomdError(msg.error || msg.status, msg));
       } else if (msg.context === 'api' && 'welcome' in msg) {
         this._attempt = 0; // welcomed: the next drop starts the back-off again
@@ -174,20 +205,213 @@
       } else if (msg.context === 'api' && msg.status === 'Bye!') {
         this._emit('goodbye', msg);
       } else if (msg.context === 'user') {
-        this._emit('message', msg);
-        this._emit('room' in msg ? 'say' : 'direct', msg);
+        this._onChat(msg);
       }
     }
 
+    /* ---- recovery -------------------------------------------------------------------- */
+
+    _chat(msg, recovered) {
+      const info = { recovered: !!recovered };
+      this._emit('message', msg, info);
+      this._emit('room' in msg ? 'say' : 'direct', msg, info);
+    }
+
+    _onChat(msg) {
+      const room = msg.room;
+      if (typeof room === 'string' && typeof msg.offset === 'number') {
+        const held = this._recovering.get(room);
+        if (held) {
+          held.push(msg);
+          return;
+        }
+        if (!this._take(room, msg.offset)) return;
+      } else if (typeof room === 'string' && msg.message === Roomd.DELETED) {
+        this._streams.delete(room); // a room of that name later is a new stream
+      }
+      this._chat(msg, false);
+    }
+
+    _stream(room) {
+      let st = this._streams.get(room);
+      if (!st) {
+        st = { epoch: null, last: 0, base: 0, own: new Set() };
+        this._streams.set(room, st);
+      }
+      return st;
+    }
+
+    /* Whether a message of ROOM at OFFSET is new (and, if so, it is now the last). */
+    _take(room, offset) {
+      const st = this._stream(room);
+      if (offset <= st.last || st.own.has(offset)) return false;
+      st.last = offset;
+      this._prune(st);
+      return true;
+    }
+
+    _prune(st) {
+      for (const o of st.own) if (o <= st.last) st.own.delete(o);
+      while (st.own.has(st.last + 1)) st.own.delete(++st.last);
+    }
+
+    /* The reply to this client's own say in ROOM said OFFSET: never emit it from history. */
+    _said(room, offset) {
+      const st = this._stream(room);
+      if (offset > st.last) st.own.add(offset);
+      this._prune(st);
+    }
+
+    /* The "since" to recover ROOM from, or null when the client knows nothing of it. */
+    _since(room) {
+      const st = this._streams.get(room);
+      if (!st || st.epoch === null || this._recovering.has(room)) return null;
+      return { epoch: st.epoch, offset: Math.max(st.last, st.base) };
+    }
+
+    /* Emit MSGS (chat messages of ROOM) in offset order, those not emitted yet; the ones
+     * at or below UPTO are missed ones. Returns how many of those were emitted. */
+    _merge(room, msgs, upto) {
+      let count = 0;
+      msgs.sort((a, b) => a.offset - b.offset);
+      for (const m of msgs) {
+        if (!this._take(room, m.offset)) continue;
+        const missed = m.offset <= upto;
+        if (missed) count++;
+        this._chat(m, missed);
+      }
+      return count;
+    }
+
+    /* The position POS ({epoch, offset} or undefined) of ROOM has come in a reply: HOW is
+     * 'join' (roomChange / listenToRoom: the first message heard is after POS),
+     * 'history' (roomHistory since: the room was heard before POS) or 'probe' (roomHistory
+     * asked only to learn the epoch).  RECOVERED is the reply's "recovered" (undefined
+     * without a since), HISTORY roomHistory's messages, HELD the messages held back for
+     * the request. Emits those not emitted yet, in order, and 'recovered' or 'lost'. */
+    _position(room, pos, how, recovered, history, held) {
+      held = held || [];
+      if (!pos || typeof pos.epoch !== 'string' || typeof pos.offset !== 'number') {
+        this._merge(room, held, 0); // history is off in ROOM (or an older server)
+        return;
+      }
+      let st = this._streams.get(room);
+      if (st && st.epoch !== null && st.epoch !== pos.epoch) st = null; // a new stream
+      if (!st) {
+        this._streams.delete(room);
+        st = this._stream(room);
+      }
+      st.epoch = pos.epoch;
+      st.base = Math.max(st.base, pos.offset);
+      const position = { epoch: pos.epoch, offset: pos.offset };
+      if (recovered === true) {
+        const count = this._merge(room, (history || []).concat(held), pos.offset);
+        if (how === 'join' && pos.offset > st.last) {
+          st.last = pos.offset;
+          this._prune(st);
+        }
+        this._emit('recovered', { room: room, count: count, position: position });
+        return;
+      }
+      if (recovered === false) this._emit('lost', { room: room, position: position });
+      if (how === 'join' && pos.offset > st.last) {
+        // Heard from here on: a message of the room at or below POS is not news.
+        st.last = pos.offset;
+        this._prune(st);
+      }
+      this._merge(room, held, 0);
+    }
+
+    /* Hold back ROOM's messages until release(HELD) for the request being sent. */
+    _hold(room) {
+      const held = [];
+      this._recovering.set(room, held);
+      return held;
+    }
+
+    /* The messages HELD for ROOM, no longer held (none if the connection has closed). */
+    _release(room, held) {
+      if (!held || this._recovering.get(room) !== held) return null;
+      this._recovering.delete(room);
+      return held;
+    }
+
+    /* roomChange / listenToRoom ROOM, with a since when RECOVER and the client knows the
+     * room's stream; JOINED() runs on success before any message is emitted. Resolves with
+     * the reply's data. */
+    _hear(event, room, recover, joined) {
+      const since = recover ? this._since(room) : null;
+      const req = { event: event, room: room };
+      let held = null;
+      if (since) {
+        req.since = since;
+        held = this._hold(room);
+      }
+      return this._call(req).then(
+        (reply) => {
+          const mine = this._release(room, held);
+          if (joined) joined();
+          if (!held || mine) {
+            this._position(room, reply.position, 'join', since ? reply.recovered : undefined, null, mine);
+          }
+          return reply.data;
+        },
+        (err) => {
+          const mine = this._release(room, held);
+          if (mine) this._merge(room, mine, 0); // heard some other way: emit them
+          throw err;
+        }
+      );
+    }
+
+    /* After a reconnect into ROOM (the server's default room, where the application is
+     * too): ask roomHistory for what was missed, or only the stream's epoch. */
+    _catchUp(room) {
+      const since = this._since(room);
+      const req = { event: 'roomHistory', room: room };
+      let held = null;
+      if (since) {
+        req.since = since;
+        held = this._hold(room);
+      } else {
+        req.limit = 0;
+      }
+      return this._call(req).then(
+        (reply) => {
+          const data = reply.data || {};
+          const mine = this._release(room, held);
+          if (!since) this._position(room, data.position, 'probe');
+          else if (mine) this._position(room, data.position, 'history', data.recovered, data.messages, mine);
+        },
+        (err) => {
+          const mine = this._release(room, held);
+          if (mine) this._merge(room, mine, 0);
+          if (since) throw err; // a probe's failure (the room was left meanwhile) is no news
+        }
+      );
+    }
+
+    /* The client's {epoch, offset} of ROOM (offset: the last message emitted or the
+     * position it joined at), or null while it knows no epoch of the room. */
+    position(room) {
+      const st = this._streams.get(room);
+      if (!st || st.epoch === null) return null;
+      return { epoch: st.epoch, offset: Math.max(st.last, st.base) };
+    }
+
     /* After a reconnect the server has put the connection in its default room: go back
-     * to where the application was, and listen again. */
+     * to where the application was, and listen again, recovering what was missed. */
     _rejoin() {
       const jobs = [];
-      if (this._wanted !== undefined && this._wanted !== this.room) {
-        jobs.push(this._wanted === null ? this.roomLeave() : this.roomChange(this._wanted));
+      const here = this.room;
+      const want = this._wanted === undefined ? here : this._wanted;
+      if (want !== here) {
+        jobs.push(want === null ? this.roomLeave() : this._roomChange(want, true));
+      } else if (here !== null) {
+        jobs.push(this._catchUp(here));
       }
       for (const room of this.listening) {
-        jobs.push(this.request({ event: 'listenToRoom', room: room }));
+        jobs.push(this._hear('listenToRoom', room, true));
       }
       for (const job of jobs) job.catch((err) => this._emit('error', err));
     }
@@ -201,6 +425,11 @@
     /* Send one request (an object with "event", or a verb line) and wait for its reply:
      * resolves with its data, rejects with a RoomdError. */
     request(req) {
+      return this._call(req).then((reply) => reply.data);
+    }
+
+    /* request(), resolving with the whole reply. */
+    _call(req) {
       if (!this.connected) return Promise.reject(new RoomdError('not connected'));
       const count = ++this._count;
       this._ws.send(typeof req === 'string' ? req : JSON.stringify(req));
@@ -216,10 +445,13 @@
     /* ---- the verbs ------------------------------------------------------------------- */
 
     roomChange(room) {
-      return this.request({ event: 'roomChange', room: room }).then((data) => {
+      return this._roomChange(room, false);
+    }
+
+    _roomChange(room, recover) {
+      return this._hear('roomChange', room, recover, () => {
         this._wanted = room;
-        this._setRoom(room);
-        return data;
+        this._setRoom(room); // 'room' before the messages missed in it
       });
     }
 
@@ -236,10 +468,7 @@
     }
 
     listenToRoom(room) {
-      return this.request({ event: 'listenToRoom', room: room }).then((data) => {
-        this.listening.add(room);
-        return data;
-      });
+      return this._hear('listenToRoom', room, false, () => this.listening.add(room));
     }
 
     silenceRoom(room) {
@@ -250,7 +479,20 @@
     }
 
     say(message) {
-      return this.request({ event: 'say', message: message });
+      const room = this.room;
+      return this._call({ event: 'say', message: message }).then((reply) => {
+        if (room !== null && typeof reply.offset === 'number') this._said(room, reply.offset);
+        return reply.data;
+      });
+    }
+
+    /* roomHistory ROOM: resolves with {room, messages, position[, recovered]}. OPTIONS:
+     * {since: {epoch, offset}} or {limit: N}. The messages are returned, not emitted. */
+    roomHistory(room, options) {
+      const req = { event: 'roomHistory', room: room };
+      if (options && options.since) req.since = options.since;
+      if (options && options.limit !== undefined) req.limit = options.limit;
+      return this.request(req);
     }
 
     detailsView() {
