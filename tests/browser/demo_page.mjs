@@ -1,10 +1,13 @@
 // demo_page.mjs -- roomd's demo page in a real browser: headless Chromium (Debian's
 // /usr/bin/chromium) driven by playwright-core. The page joins a room, says something a TCP
 // client hears, and shows what the TCP client says; its member list follows other clients'
-// joins and leaves by itself; a screenshot is saved.
+// joins and leaves by itself; dropped, it comes back showing every message it missed, once
+// and in order; after a restart of roomd (history gone) it shows that messages were lost;
+// screenshots are saved.
 //
 // Run by test_demo_page.py, which starts the daemon and passes ROOMD_WS_PORT,
-// ROOMD_TCP_PORT and SCREENSHOT (where the PNG goes) in the environment.
+// ROOMD_TCP_PORT, ROOMD_ADMIN_PORT, ROOMD_ADMIN_KEY and SCREENSHOT (where the PNG goes) in
+// the environment. The restart part runs on a roomd of its own (ROOMD, the binary).
 
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -14,8 +17,12 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 
+import { Daemon } from '../integration/roomd_daemon.mjs';
+
 const WS_PORT = Number(process.env.ROOMD_WS_PORT);
 const TCP_PORT = Number(process.env.ROOMD_TCP_PORT);
+const ADMIN_PORT = Number(process.env.ROOMD_ADMIN_PORT);
+const ADMIN_KEY = process.env.ROOMD_ADMIN_KEY;
 const SCREENSHOT = process.env.SCREENSHOT;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT = 10000;
@@ -31,9 +38,9 @@ class Tcp {
     this.count = 0;
   }
 
-  connect() {
+  connect(port = TCP_PORT) {
     return new Promise((resolve, reject) => {
-      this.sock = net.connect(TCP_PORT, '127.0.0.1', resolve);
+      this.sock = net.connect(port, '127.0.0.1', resolve);
       this.sock.once('error', reject);
       this.sock.setEncoding('utf8');
       this.sock.on('data', (d) => {
@@ -70,6 +77,21 @@ class Tcp {
     return reply;
   }
 }
+
+async function admin(method, path) {
+  const res = await fetch(`http://127.0.0.1:${ADMIN_PORT}${path}`, {
+    method, headers: { Authorization: `Bearer ${ADMIN_KEY}` }, signal: AbortSignal.timeout(TIMEOUT),
+  });
+  assert.equal(res.status, 200, `${method} ${path}: ${await res.text()}`);
+}
+
+/* The texts of PAGE's log lines that match RE, top to bottom. */
+function logTexts(page, re) {
+  return page.locator('#log li .text').evaluateAll(
+    (els, src) => els.map((e) => e.textContent).filter((t) => new RegExp(src).test(t)), re.source);
+}
+
+const range = (n, f) => Array.from({ length: n }, (_, i) => f(i + 1));
 
 const profile = mkdtempSync(join(tmpdir(), 'roomd-chromium-'));
 const context = await chromium.launchPersistentContext(profile, {
@@ -166,10 +188,77 @@ try {
   await page.locator(`#members li[title="${tcp2Id}"]`).waitFor();
   await page.locator('#members-count', { hasText: '(3)' }).waitFor();
 
+  // Its connection is dropped (the admin API) while the TCP client says 20 messages: it
+  // reconnects, goes back into lobby and shows each of the 20 once, in order, where they
+  // belong -- after what it had seen, before what comes next.
+  await admin('DELETE', `/api/connections/${pageId}`);
+  await tcp.expect((m) => m.message === 'I have left the room' && m.from === pageId, "the page's leave");
+  await page.locator('#log li.system .text', { hasText: /^disconnected/ }).waitFor();
+  const N = 20;
+  for (let i = 1; i <= N; i++) await tcp.request(`say missed ${i}`);
+  await page.locator('#log li .text', { hasText: new RegExp(`^missed ${N}$`) }).waitFor({ timeout: 3 * TIMEOUT });
+  await page.locator('#log li.system', { hasText: /missed messages? in lobby recovered/ }).waitFor();
+  await tcp.request('say after the gap');
+  await page.locator('#log li .text', { hasText: /^after the gap$/ }).waitFor();
+  assert.deepEqual(await logTexts(page, /^(missed \d+|after the gap)$/),
+    [...range(N, (i) => `missed ${i}`), 'after the gap'], 'the log after the gap');
+  const recovered = await page.locator('#log li.recovered .text').evaluateAll((els) => els.map((e) => e.textContent));
+  assert.ok(recovered.length >= 1 && recovered.every((t) => /^missed \d+$/.test(t)),
+    `lines marked recovered: ${JSON.stringify(recovered)}`);
+  assert.equal(await page.locator('#log li.lost').count(), 0, 'a lost note without a loss');
+  // Back in the room, with the member list of it (its new connection among them).
+  await page.locator('#current-room', { hasText: 'lobby' }).waitFor();
+  const pageId2 = await page.locator('#me').getAttribute('title');
+  assert.notEqual(pageId2, pageId);
+  await page.locator(`#members li.self[title="${pageId2}"]`).waitFor();
+  await page.locator('#members-count', { hasText: '(3)' }).waitFor();
+
   if (SCREENSHOT) await page.screenshot({ path: SCREENSHOT });
   assert.deepEqual(errors, [], 'errors in the page');
   tcp.sock.destroy();
   tcp2.sock.destroy();
+
+  // A restart of roomd while the page is away (a roomd of this test's own, same ports): its
+  // history is gone, the page says so, and the new stream's messages show as usual.
+  const daemon = new Daemon({ starting_rooms: 'defaultRoom,lobby' });
+  await daemon.start();
+  try {
+    const page2 = await context.newPage();
+    page2.setDefaultTimeout(TIMEOUT);
+    const errors2 = [];
+    page2.on('pageerror', (e) => errors2.push(e.message));
+    // (Chromium logs each failed reconnect attempt while roomd is down: not an error here.)
+    page2.on('console', (m) => m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text()) &&
+      errors2.push(m.text()));
+    await page2.goto(`http://127.0.0.1:${daemon.wsPort}/`);
+    await page2.locator('#status', { hasText: 'online' }).waitFor();
+    await page2.fill('#room-input', 'lobby');
+    await page2.click('#join');
+    await page2.locator('#current-room', { hasText: 'lobby' }).waitFor();
+    const before = new Tcp();
+    await before.connect(daemon.tcpPort);
+    await before.request('roomChange lobby');
+    await before.request('say before the restart');
+    await page2.locator('#log li .text', { hasText: /^before the restart$/ }).waitFor();
+    before.sock.destroy();
+
+    await daemon.restart();
+    await page2.locator('#log li.lost', { hasText: 'some messages in lobby were lost while you were away' })
+      .waitFor({ timeout: 3 * TIMEOUT });
+    await page2.locator('#current-room', { hasText: 'lobby' }).waitFor();
+    const after = new Tcp();
+    await after.connect(daemon.tcpPort);
+    await after.request('roomChange lobby');
+    await after.request('say after the restart');
+    await page2.locator('#log li .text', { hasText: /^after the restart$/ }).waitFor();
+    after.sock.destroy();
+    assert.deepEqual(await logTexts(page2, /the restart$/), ['before the restart', 'after the restart']);
+    assert.equal(await page2.locator('#log li.lost').count(), 1);
+    if (SCREENSHOT) await page2.screenshot({ path: SCREENSHOT.replace(/(\.png)?$/, '-lost.png') });
+    assert.deepEqual(errors2, [], 'errors in the page');
+  } finally {
+    await daemon.stop();
+  }
   console.log('demo page test passed' + (SCREENSHOT ? `; screenshot ${SCREENSHOT}` : ''));
 } finally {
   await context.close();

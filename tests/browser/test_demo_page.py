@@ -12,7 +12,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
-from harness import Server, free_port  # noqa: E402
+from harness import ADMIN_KEY, Server, free_port  # noqa: E402
 
 # Chromium's start-up is the slow part (a few seconds); this only stops a hung run.
 RUN_TIMEOUT = 120
@@ -22,7 +22,9 @@ def main():
     ws_port = free_port()
     server = Server(websocket_port=ws_port, starting_rooms="defaultRoom,lobby,other")
     try:
-        env = dict(os.environ, ROOMD_WS_PORT=str(ws_port), ROOMD_TCP_PORT=str(server.port))
+        # demo_page.mjs also starts a roomd of its own ($ROOMD) for the restart part.
+        env = dict(os.environ, ROOMD_WS_PORT=str(ws_port), ROOMD_TCP_PORT=str(server.port),
+                   ROOMD_ADMIN_PORT=str(server.admin_port), ROOMD_ADMIN_KEY=ADMIN_KEY)
         rc = subprocess.run(["node", os.path.join(HERE, "demo_page.mjs")], env=env, cwd=HERE,
                             timeout=RUN_TIMEOUT).returncode
         if rc != 0:
