@@ -259,6 +259,49 @@ try {
   } finally {
     await daemon.stop();
   }
+  // The Redis store keeps history across a restart of the server the page talks to: while
+  // it is down, a client of another server on the same Redis says 20 messages; the page
+  // comes back and shows every one of them once, in order, and no lost note.
+  if (process.env.REDIS_URL) {
+    const shared = { store: process.env.REDIS_URL, starting_rooms: 'defaultRoom,lobby' };
+    const a = new Daemon(shared), b = new Daemon(shared);
+    await a.start();
+    await b.start();
+    try {
+      const page3 = await context.newPage();
+      page3.setDefaultTimeout(TIMEOUT);
+      const errors3 = [];
+      page3.on('pageerror', (e) => errors3.push(e.message));
+      page3.on('console', (m) => m.type() === 'error' && !/WebSocket connection to .* failed/.test(m.text()) &&
+        errors3.push(m.text()));
+      await page3.goto(`http://127.0.0.1:${a.wsPort}/`);
+      await page3.locator('#status', { hasText: 'online' }).waitFor();
+      await page3.fill('#room-input', 'lobby');
+      await page3.click('#join');
+      await page3.locator('#current-room', { hasText: 'lobby' }).waitFor();
+      const other = new Tcp();
+      await other.connect(b.tcpPort);
+      await other.request('roomChange lobby');
+      await other.request('say redis before');
+      await page3.locator('#log li .text', { hasText: /^redis before$/ }).waitFor();
+      await a.stop();
+      for (let i = 1; i <= N; i++) await other.request(`say redis missed ${i}`);
+      assert.ok(await a._launch(), 'roomd did not start again');
+      await page3.locator('#log li .text', { hasText: new RegExp(`^redis missed ${N}$`) })
+        .waitFor({ timeout: 3 * TIMEOUT });
+      await other.request('say redis after');
+      await page3.locator('#log li .text', { hasText: /^redis after$/ }).waitFor();
+      other.sock.destroy();
+      assert.deepEqual(await logTexts(page3, /^redis /),
+        ['redis before', ...range(N, (i) => `redis missed ${i}`), 'redis after'], 'the log across the restart');
+      assert.equal(await page3.locator('#log li.lost').count(), 0, 'a lost note although Redis kept it');
+      assert.deepEqual(errors3, [], 'errors in the page');
+      console.log('demo page: recovered across a restart on the Redis store');
+    } finally {
+      await a.stop();
+      await b.stop();
+    }
+  }
   console.log('demo page test passed' + (SCREENSHOT ? `; screenshot ${SCREENSHOT}` : ''));
 } finally {
   await context.close();
