@@ -873,7 +873,11 @@ class Stats(AdminCase):
         s = self.stats()
         self.assertEqual(sorted(s), sorted(["connections", "connectionsSocket",
                                             "connectionsWebsocket", "rooms", "messagesIn",
-                                            "messagesOut", "slowClientsDropped", "workers"]))
+                                            "messagesOut", "slowClientsDropped", "workers",
+                                            "history"]))
+        # History's counters (test_history checks their values).
+        self.assertEqual(sorted(s.pop("history")), ["bytesKept", "messagesKept",
+                                                    "recoveriesFailed", "recoveriesSucceeded"])
         for k, v in s.items():
             self.assertIs(type(v), int, k)
         self.assertEqual((s["connections"], s["connectionsSocket"], s["connectionsWebsocket"],
