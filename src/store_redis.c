@@ -644,10 +644,8 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
                           ttl,
                           epoch};
     size_t lens[13];
-    for (int i = 0; i < 13; i++)
-        lens[i] = strlen(argv[i]);
-    lens[8] = head ? hlen : 0;
-    lens[9] = m->len;
+    for (int i = 0; i < 13; i++) /* the head and the message are not C strings */
+        lens[i] = i == 8 ? (head ? hlen : 0) : i == 9 ? m->len : strlen(argv[i]);
     if (from) {
         struct redis_op *op = head ? op_new(from, room, NULL, cb, ctx) : NULL;
         if (!op) {
