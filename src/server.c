@@ -286,15 +286,15 @@ int roomd_run(void)
     struct event_base *base = main_base;
     if (!initialized || workers_start(nworkers) < 0)
         return 1;
-    if (settings.port > 0 &&
-        acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0)
+    if ((settings.port > 0 &&
+         acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0) ||
+        (settings.websocket_port > 0 &&
+         acceptor_listen(base, settings.websocket_bind, settings.websocket_port,
+                         TRANSPORT_WEBSOCKET) < 0) ||
+        admin_start(base) < 0) {
+        workers_stop(); /* they run already: stop them before roomd_cleanup frees them */
         return 1;
-    if (settings.websocket_port > 0 &&
-        acceptor_listen(base, settings.websocket_bind, settings.websocket_port,
-                        TRANSPORT_WEBSOCKET) < 0)
-        return 1;
-    if (admin_start(base) < 0)
-        return 1;
+    }
 
     struct event *sigterm = evsignal_new(base, SIGTERM, on_stop_signal, NULL);
     struct event *sigint = evsignal_new(base, SIGINT, on_stop_signal, NULL);

@@ -308,11 +308,15 @@ def create_rooms(server, names):
     answers = [0]
 
     def read():
+        mark, tail = b"HTTP/1.1 ", b""
         while answers[0] < len(names):
             data = sock.recv(1 << 20)
             if not data:
                 return
-            answers[0] += data.count(b"HTTP/1.1 ")
+            # A status line may be split between two reads: count over the seam too.
+            data = tail + data
+            answers[0] += data.count(mark)
+            tail = data[-(len(mark) - 1):]
 
     t = threading.Thread(target=read, daemon=True)
     t.start()
