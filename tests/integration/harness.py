@@ -222,9 +222,10 @@ class Server:
         self.proc = subprocess.Popen(self.args(), stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         _live_processes.append(self.proc)
-        threading.Thread(target=self._drain, args=(self.proc.stderr, self.stderr_lines, True),
+        proc = self.proc
+        threading.Thread(target=self._drain, args=(proc, proc.stderr, self.stderr_lines, True),
                          daemon=True).start()
-        threading.Thread(target=self._drain, args=(self.proc.stdout, self.stdout_lines, False),
+        threading.Thread(target=self._drain, args=(proc, proc.stdout, self.stdout_lines, False),
                          daemon=True).start()
         deadline = time.monotonic() + self.READY_TIMEOUT
         with self._cond:
@@ -248,14 +249,15 @@ class Server:
                                          % (self.READY_TIMEOUT, self.log_text()))
                 self._cond.wait(left)
 
-    def _drain(self, pipe, lines, is_stderr):
-        # Keeps the pipe empty so the daemon never blocks on logging.
+    def _drain(self, proc, pipe, lines, is_stderr):
+        # Keeps the pipe empty so the daemon never blocks on logging.  The end of a stopped
+        # process's stderr may come after a restart began: it must not count for the new one.
         for raw in iter(pipe.readline, b""):
             with self._cond:
                 lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
                 self._cond.notify_all()
         with self._cond:
-            if is_stderr:
+            if is_stderr and proc is self.proc:
                 self._stderr_done = True
             self._cond.notify_all()
 
