@@ -201,9 +201,17 @@ static void enforce_memory_cap(struct history *self)
                 pthread_mutex_unlock(&big->lock);
             break; /* the busy one trims itself when it next numbers */
         }
+        /* In place of a busy largest one, this stream gives up its oldest but keeps its
+         * newest: the busy one trims itself when it next numbers. */
+        uint32_t keep = victim == big ? 0 : 1;
+        if (victim->n <= keep) {
+            if (locked && big != self)
+                pthread_mutex_unlock(&big->lock);
+            break;
+        }
         do
             drop_oldest(victim);
-        while (victim->n > 0 && atomic_load_explicit(&total_bytes, memory_order_relaxed) > low &&
+        while (victim->n > keep && atomic_load_explicit(&total_bytes, memory_order_relaxed) > low &&
                atomic_load_explicit(&victim->bytes, memory_order_relaxed) > floor);
         if (locked && big != self)
             pthread_mutex_unlock(&big->lock);
