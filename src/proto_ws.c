@@ -27,12 +27,19 @@
  * keeps one message of at most max_line bytes and drops the bytes of a
  * longer one as they arrive.
  *
+ * Memory of an idle session: wslay's parser (about 8 KiB) exists only while
+ * a frame or a fragmented message is being read, and the request parser is
+ * lent by the worker thread for the handshake, so an idle WebSocket costs
+ * about what an idle line connection costs (issue 15: ~1.95 KB against
+ * 11.5 KB before, 10 000 connections, RSS).
+ *
  * Server messages never pass through wslay: each is one unmasked text
  * frame whose header conn.c asks for (ws_frame) when it writes the shared
  * JSON, so a message is never copied per recipient (the fan-out hot path).
  * The HTTP answer and wslay's own output (pongs, close echoes) go into the
  * same output queue as raw bytes, so the order on the wire is the order of
  * queueing. */
+#include <pthread.h>
 #include <string.h>
 #include <strings.h>
 
@@ -92,6 +99,12 @@ static const char WS_VERSION[] = "13";
  * even after one long request. */
 #define WS_MSG_KEEP 4096
 
+/* A request head buffer starts this big and doubles up to
+ * WS_HTTP_MAX_HEAD: a typical upgrade request fits, and a connection never
+ * touched 8 KiB it did not need (freed after the handshake, a big buffer
+ * still leaves a hole in the heap that later small allocations split). */
+#define WS_HTTP_HEAD_START 1024
+
 /* ================================================== the HTTP request */
 
 struct ws_span {
@@ -102,7 +115,7 @@ enum ws_http_last { WS_LAST_NONE, WS_LAST_FIELD, WS_LAST_VALUE };
 
 struct ws_http {
     http_parser parser;
-    size_t len; /* bytes of head[] used */
+    size_t len, cap; /* bytes of head[] used, and allocated */
     bool complete;
     enum ws_http_last last;
     struct ws_span url, field, value;
@@ -110,7 +123,7 @@ struct ws_http {
     bool connection_upgrade; /* a Connection header names upgrade */
     int nkey, nversion, nhost;
     struct ws_span key, version;
-    char head[WS_HTTP_MAX_HEAD];
+    char *head; /* grown as the request arrives, up to WS_HTTP_MAX_HEAD */
 };
 
 static struct ws_http *http_of(http_parser *p)
@@ -239,9 +252,42 @@ struct ws_http *ws_http_new(void)
     return h;
 }
 
+/* H as new, keeping its head buffer (one kept per worker thread). */
+static void ws_http_reset(struct ws_http *h)
+{
+    char *head = h->head;
+    size_t cap = h->cap;
+    memset(h, 0, sizeof(*h));
+    h->head = head;
+    h->cap = cap;
+    http_parser_init(&h->parser, HTTP_REQUEST);
+    h->parser.data = h;
+}
+
 void ws_http_free(struct ws_http *h)
 {
+    if (!h)
+        return;
+    free(h->head);
     free(h);
+}
+
+/* Room for N more bytes of the head (N fits under WS_HTTP_MAX_HEAD). */
+static bool head_reserve(struct ws_http *h, size_t n)
+{
+    if (h->len + n <= h->cap)
+        return true;
+    size_t cap = h->cap ? h->cap : WS_HTTP_HEAD_START;
+    while (cap < h->len + n)
+        cap *= 2;
+    if (cap > WS_HTTP_MAX_HEAD)
+        cap = WS_HTTP_MAX_HEAD;
+    char *grown = realloc(h->head, cap);
+    if (!grown)
+        return false;
+    h->head = grown;
+    h->cap = cap;
+    return true;
 }
 
 bool ws_accept_key(const char *key, size_t len, char out[WS_ACCEPT_LEN + 1])
@@ -388,8 +434,12 @@ enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len,
     *consumed = 0;
     if (len == 0) /* http_parser would take an empty feed for end of input */
         return WS_HTTP_MORE;
-    size_t room = sizeof(h->head) - h->len;
+    size_t room = WS_HTTP_MAX_HEAD - h->len;
     size_t n = len < room ? len : room;
+    if (!head_reserve(h, n)) {
+        reply_error(reply, HTTP_STATUS_BAD_REQUEST, "");
+        return WS_HTTP_DONE;
+    }
     memcpy(h->head + h->len, buf, n);
     size_t parsed = http_parser_execute(&h->parser, &ws_http_settings, h->head + h->len, n);
     if (h->complete) {
@@ -400,7 +450,7 @@ enum ws_http_result ws_http_feed(struct ws_http *h, const char *buf, size_t len,
     }
     *consumed = n;
     h->len += n;
-    if (HTTP_PARSER_ERRNO(&h->parser) != HPE_OK || h->len == sizeof(h->head)) {
+    if (HTTP_PARSER_ERRNO(&h->parser) != HPE_OK || h->len == WS_HTTP_MAX_HEAD) {
         reply_error(reply, HTTP_STATUS_BAD_REQUEST, "");
         return WS_HTTP_DONE;
     }
@@ -428,22 +478,41 @@ size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], unsigned opcode, uint64
     return WS_BASE_HEADER + WS_LEN64_SIZE;
 }
 
+/* A client frame header: 2 bytes, +2 or +8 for the length, +4 for the mask. */
+#define WS_CLIENT_HEADER_MAX 14
+#define WS_MASK_BIT 0x80u
+#define WS_LEN7_BITS 0x7fu
+#define WS_MASK_SIZE 4
+
+/* wslay's parser state is about 8 KiB (its frame reader's input buffer
+ * and its output buffer), four times what the rest of a connection costs.
+ * It matters only while a frame or a fragmented message is being read, so
+ * a stream keeps it only then: between requests an idle WebSocket holds no
+ * parser, as an idle line connection holds no partial line.  To know where
+ * frames end without wslay, the stream reads each frame's header itself
+ * (lengths only; wslay still checks everything) and gives wslay at most the
+ * rest of the current frame, so a freed parser never held unread bytes. */
 struct ws_stream {
-    wslay_event_context_ptr wslay;
+    wslay_event_context_ptr wslay; /* NULL between messages */
     const struct ws_stream_ops *ops;
     void *arg;
     size_t max_msg;
+    uint64_t frame_left; /* bytes of this frame wslay has still to get */
 
     const uint8_t *in; /* the bytes being fed, for wslay's recv callback */
     size_t in_len;
 
-    bool frame_control; /* the frame being read is a control frame */
-    bool msg_binary;    /* the message being read is binary (not kept) */
-    bool msg_too_long;  /* ... is text over max_msg (not kept) */
-    char *msg;          /* ... its text so far */
+    char *msg; /* the text message being read so far */
     size_t msg_len, msg_cap;
 
-    uint16_t fail_code; /* set by a callback: close with this code */
+    uint8_t head[WS_CLIENT_HEADER_MAX]; /* the next frame's header so far */
+    uint8_t head_len, head_need;        /* its bytes read; its size once known (else 0) */
+    uint16_t fail_code;                 /* set by a callback: close with this code */
+    bool msg_open;                      /* a fragmented data message is unfinished */
+    bool read_stopped;                  /* a handler stopped reading: input is ignored */
+    bool frame_control;                 /* the frame being read is a control frame */
+    bool msg_binary;                    /* the message being read is binary (not kept) */
+    bool msg_too_long;                  /* ... is text over max_msg (not kept) */
     bool close_sent;
 };
 
@@ -569,19 +638,36 @@ static const struct wslay_event_callbacks stream_callbacks = {
     .on_msg_recv_callback = stream_message,
 };
 
-struct ws_stream *ws_stream_new(size_t max_msg, const struct ws_stream_ops *ops, void *arg)
+/* The parser for the frame that starts now (stream comment above). */
+static bool stream_parser_new(struct ws_stream *s)
 {
-    struct ws_stream *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
     if (wslay_event_context_server_init(&s->wslay, &stream_callbacks, s) != 0) {
-        free(s);
-        return NULL;
+        s->wslay = NULL;
+        return false;
     }
     wslay_event_config_set_no_buffering(s->wslay, 1);
     /* The length cap is max_msg, applied above; no frame is too long for
      * wslay itself (it would close with 1009). */
     wslay_event_config_set_max_recv_msg_length(s->wslay, UINT64_MAX);
+    return true;
+}
+
+/* Between messages: the parser and the message buffer go, so an idle
+ * connection keeps neither. */
+static void stream_rest(struct ws_stream *s)
+{
+    wslay_event_context_free(s->wslay);
+    s->wslay = NULL;
+    free(s->msg);
+    s->msg = NULL;
+    s->msg_len = s->msg_cap = 0;
+}
+
+struct ws_stream *ws_stream_new(size_t max_msg, const struct ws_stream_ops *ops, void *arg)
+{
+    struct ws_stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
     s->ops = ops;
     s->arg = arg;
     s->max_msg = max_msg;
@@ -592,7 +678,8 @@ void ws_stream_free(struct ws_stream *s)
 {
     if (!s)
         return;
-    wslay_event_context_free(s->wslay);
+    if (s->wslay)
+        wslay_event_context_free(s->wslay);
     free(s->msg);
     free(s);
 }
@@ -609,13 +696,20 @@ bool ws_stream_close_sent(const struct ws_stream *s)
     return s->close_sent;
 }
 
+bool ws_stream_idle(const struct ws_stream *s)
+{
+    return !s->wslay && !s->msg;
+}
+
 void ws_stream_close(struct ws_stream *s, uint16_t code)
 {
     if (s->close_sent)
         return;
     s->close_sent = true;
-    wslay_event_shutdown_read(s->wslay);
-    wslay_event_shutdown_write(s->wslay); /* nothing of wslay's after ours */
+    if (s->wslay) {
+        wslay_event_shutdown_read(s->wslay);
+        wslay_event_shutdown_write(s->wslay); /* nothing of wslay's after ours */
+    }
     uint8_t frame[WS_FRAME_HEADER_MAX + WS_CLOSE_CODE_SIZE];
     size_t n = ws_frame_header(frame, WS_OP_CLOSE, WS_CLOSE_CODE_SIZE);
     frame[n] = (uint8_t)(code >> 8);
@@ -623,12 +717,55 @@ void ws_stream_close(struct ws_stream *s, uint16_t code)
     s->ops->output(s->arg, frame, n + WS_CLOSE_CODE_SIZE);
 }
 
-bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
+/* Take bytes of the next frame's header from DATA into head[] (at most
+ * what the header needs, known once its first two bytes are in); returns
+ * how many were taken.  Only the sizes are read here. */
+static size_t stream_take_header(struct ws_stream *s, const uint8_t *data, size_t len)
 {
-    if (s->close_sent || !wslay_event_want_read(s->wslay))
-        return !s->close_sent;
+    size_t taken = 0;
+    while (taken < len && (s->head_need == 0 || s->head_len < s->head_need)) {
+        s->head[s->head_len++] = data[taken++];
+        if (s->head_len == WS_BASE_HEADER) {
+            unsigned len7 = s->head[1] & WS_LEN7_BITS;
+            s->head_need = (uint8_t)(WS_BASE_HEADER +
+                                     (len7 == WS_LEN16_MARK   ? WS_LEN16_SIZE
+                                      : len7 == WS_LEN64_MARK ? WS_LEN64_SIZE
+                                                              : 0) +
+                                     (s->head[1] & WS_MASK_BIT ? WS_MASK_SIZE : 0));
+        }
+    }
+    return taken;
+}
+
+/* The header in head[] is whole: how many bytes the frame has in all, and
+ * whether a fragmented data message stays open after it (control frames
+ * may come between fragments and change nothing). */
+static void stream_frame_begin(struct ws_stream *s)
+{
+    unsigned len7 = s->head[1] & WS_LEN7_BITS;
+    uint64_t payload = len7;
+    size_t at = WS_BASE_HEADER;
+    size_t n = len7 == WS_LEN16_MARK ? WS_LEN16_SIZE : len7 == WS_LEN64_MARK ? WS_LEN64_SIZE : 0;
+    if (n > 0) {
+        payload = 0;
+        for (size_t i = 0; i < n; i++)
+            payload = payload << 8 | s->head[at + i];
+    }
+    /* A length wslay refuses (the top bit set) must not wrap the count. */
+    s->frame_left = payload > UINT64_MAX - s->head_need ? UINT64_MAX : s->head_need + payload;
+    unsigned opcode = s->head[0] & WS_OPCODE_BITS;
+    if (opcode < WS_OP_CLOSE)
+        s->msg_open = !(s->head[0] & WS_FIN);
+}
+
+/* Give wslay N bytes of the current frame and act on what it made of
+ * them.  False when the stream stops: a close frame went out, or a
+ * handler stopped reading (read_stopped). */
+static bool stream_give(struct ws_stream *s, const uint8_t *data, size_t n)
+{
     s->in = data;
-    s->in_len = len;
+    s->in_len = n;
+    s->frame_left -= n;
     int rc = wslay_event_recv(s->wslay);
     s->in = NULL;
     s->in_len = 0;
@@ -646,8 +783,48 @@ bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
         return false;
     }
     wslay_event_send(s->wslay); /* pongs, wslay's close frames */
-    if (wslay_event_get_close_sent(s->wslay))
+    if (wslay_event_get_close_sent(s->wslay)) {
         s->close_sent = true;
+        return false;
+    }
+    if (!wslay_event_want_read(s->wslay)) {
+        s->read_stopped = true;
+        return false;
+    }
+    return true;
+}
+
+/* The input is cut at frame ends: a header is collected in head[], then
+ * handed to a parser with the frame's payload as it arrives; a parser
+ * left at a frame end with no message open is freed. */
+bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
+{
+    while (len > 0 && !s->close_sent && !s->read_stopped) {
+        if (s->frame_left == 0) {
+            size_t taken = stream_take_header(s, data, len);
+            data += taken;
+            len -= taken;
+            if (s->head_need == 0 || s->head_len < s->head_need)
+                break; /* the header is not whole yet */
+            stream_frame_begin(s);
+            if (!s->wslay && !stream_parser_new(s)) {
+                ws_stream_close(s, WS_CLOSE_INTERNAL_ERROR);
+                break;
+            }
+            size_t head_len = s->head_len;
+            s->head_len = s->head_need = 0;
+            if (!stream_give(s, s->head, head_len))
+                break;
+            continue;
+        }
+        size_t n = len < s->frame_left ? len : (size_t)s->frame_left;
+        if (!stream_give(s, data, n))
+            break;
+        data += n;
+        len -= n;
+    }
+    if (s->wslay && s->frame_left == 0 && !s->msg_open && !s->close_sent && !s->read_stopped)
+        stream_rest(s);
     return !s->close_sent;
 }
 
@@ -692,12 +869,52 @@ static void ws_on_deadline(evutil_socket_t fd, short what, void *arg)
     conn_abort(c, "WebSocket handshake timeout");
 }
 
+/* Request parsers are lent, not owned: each worker thread keeps one spare,
+ * and a connection holds a parser only while its request is incomplete
+ * after a read.  A browser sends its request in one piece, so an upgrade
+ * allocates no parser and frees none (a freed 1-8 KiB buffer per
+ * connection would leave a hole in the heap that small allocations split,
+ * costing an idle connection more than the parser itself). */
+static pthread_key_t spare_http_key;
+static pthread_once_t spare_http_once = PTHREAD_ONCE_INIT;
+
+static void spare_http_free(void *h)
+{
+    ws_http_free(h);
+}
+
+static void spare_http_key_make(void)
+{
+    if (pthread_key_create(&spare_http_key, spare_http_free) != 0)
+        log_warn("no per-thread request parser: each WebSocket handshake allocates one");
+}
+
+static struct ws_http *http_borrow(void)
+{
+    pthread_once(&spare_http_once, spare_http_key_make);
+    struct ws_http *h = pthread_getspecific(spare_http_key);
+    if (!h)
+        return ws_http_new();
+    pthread_setspecific(spare_http_key, NULL);
+    return h;
+}
+
+static void http_give_back(struct ws_http *h)
+{
+    if (!h)
+        return;
+    if (pthread_getspecific(spare_http_key) || pthread_setspecific(spare_http_key, h) != 0) {
+        ws_http_free(h);
+        return;
+    }
+    ws_http_reset(h);
+}
+
 static void ws_on_open(struct conn *c)
 {
     struct ws_conn *ws = calloc(1, sizeof(*ws));
     c->proto_state = ws;
-    if (!ws || !(ws->http = ws_http_new()) ||
-        !(ws->deadline = evtimer_new(c->worker->base, ws_on_deadline, c))) {
+    if (!ws || !(ws->deadline = evtimer_new(c->worker->base, ws_on_deadline, c))) {
         conn_abort(c, "out of memory");
         return;
     }
@@ -709,9 +926,10 @@ static void ws_on_open(struct conn *c)
  * closes once the answer is out (no goodbye: there was no session). */
 static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_reply *r)
 {
-    ws_http_free(ws->http);
+    http_give_back(ws->http);
     ws->http = NULL;
-    evtimer_del(ws->deadline);
+    event_free(ws->deadline); /* an idle session keeps no timer */
+    ws->deadline = NULL;
     conn_send_raw(c, r->head, r->head_len);
     conn_send_raw(c, r->body, r->body_len); /* nothing when empty */
     if (r->status != HTTP_STATUS_SWITCHING_PROTOCOLS) {
@@ -731,10 +949,14 @@ static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_r
 static void ws_read_request(struct conn *c, struct ws_conn *ws)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    while (ws->http && evbuffer_get_length(in) > 0) {
+    while (!ws->stream && !c->closing && !c->dead && evbuffer_get_length(in) > 0) {
         struct evbuffer_iovec v;
         if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
             return;
+        if (!ws->http && !(ws->http = http_borrow())) {
+            conn_abort(c, "out of memory");
+            return;
+        }
         size_t consumed;
         struct ws_http_reply reply;
         enum ws_http_result r = ws_http_feed(ws->http, v.iov_base, v.iov_len, &consumed, &reply);
@@ -773,7 +995,7 @@ static void ws_read_frames(struct conn *c, struct ws_conn *ws)
 static void ws_on_read(struct conn *c)
 {
     struct ws_conn *ws = c->proto_state;
-    if (ws->http)
+    if (!ws->stream)
         ws_read_request(c, ws);
     if (ws->stream && !c->closing && !c->dead)
         ws_read_frames(c, ws);

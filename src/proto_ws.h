@@ -108,6 +108,9 @@ bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len);
 void ws_stream_close(struct ws_stream *s, uint16_t code);
 /* Whether a close frame has gone out (nothing may be sent after it). */
 bool ws_stream_close_sent(const struct ws_stream *s);
+/* Whether the stream holds no parser and no message (it is between
+ * messages): what an idle connection costs is the stream alone. */
+bool ws_stream_idle(const struct ws_stream *s);
 
 /* Close codes (RFC 6455 7.4.1) roomd sends itself; conn.c picks 1000,
  * 1001 and 1008 for the session's end. */

@@ -463,6 +463,49 @@ START_TEST(test_byte_by_byte)
 }
 END_TEST
 
+/* An idle session holds no parser: wslay's ~8 KiB of state exists only
+ * while a frame or a fragmented message is being read (issue 15: an idle
+ * WebSocket costs what an idle line connection costs). */
+START_TEST(test_parser_only_while_reading)
+{
+    struct sink sink;
+    struct ws_stream *s = stream(&sink);
+    ck_assert(ws_stream_idle(s));
+    uint8_t buf[512], payload[150];
+    memset(payload, 'z', sizeof(payload));
+    size_t n = frame(buf, FIN_BIT | OP_TEXT, true, payload, sizeof(payload), 0);
+    ck_assert(ws_stream_feed(s, buf, 1)); /* half a header */
+    ck_assert_int_eq(sink.nmsgs, 0);
+    ck_assert(ws_stream_feed(s, buf + 1, 20)); /* header and part of the payload */
+    ck_assert(!ws_stream_idle(s));
+    ck_assert(ws_stream_feed(s, buf + 21, n - 21));
+    ck_assert_int_eq(sink.nmsgs, 1);
+    ck_assert_uint_eq(sink.msgs[0].len, sizeof(payload));
+    ck_assert(ws_stream_idle(s));
+
+    /* A fragmented message keeps it, across a ping, until its last frame;
+     * then a whole message and half of the next frame in one feed. */
+    n = frame(buf, OP_TEXT, true, "say ", 4, 0);
+    ck_assert(ws_stream_feed(s, buf, n));
+    ck_assert(!ws_stream_idle(s));
+    n = frame(buf, FIN_BIT | OP_PING, true, "p", 1, 0);
+    ck_assert(ws_stream_feed(s, buf, n));
+    ck_assert(!ws_stream_idle(s));
+    n = frame(buf, FIN_BIT | OP_CONT, true, "hi", 2, 0);
+    size_t m = TEXT(buf + n, "roomView");
+    ck_assert(ws_stream_feed(s, buf, n + m - 3));
+    ck_assert_int_eq(sink.nmsgs, 2);
+    ck_assert_str_eq(sink.msgs[1].text, "say hi");
+    ck_assert(!ws_stream_idle(s));
+    ck_assert(ws_stream_feed(s, buf + n + m - 3, 3));
+    ck_assert_int_eq(sink.nmsgs, 3);
+    ck_assert_str_eq(sink.msgs[2].text, "roomView");
+    ck_assert(ws_stream_idle(s));
+    ck_assert_uint_gt(sink.outlen, 0); /* the pong */
+    ws_stream_free(s);
+}
+END_TEST
+
 START_TEST(test_fragments_and_ping)
 {
     struct sink sink;
@@ -694,6 +737,7 @@ static Suite *ws_suite(void)
     tcase_add_test(tc, test_text_message);
     tcase_add_test(tc, test_byte_by_byte);
     tcase_add_test(tc, test_fragments_and_ping);
+    tcase_add_test(tc, test_parser_only_while_reading);
     tcase_add_test(tc, test_binary_and_empty);
     tcase_add_test(tc, test_too_long_and_boundary);
     tcase_add_test(tc, test_too_long_64_bit_length);
