@@ -96,6 +96,8 @@ struct conn {
     struct conn_bucket join_bucket; /* join_rate / join_burst */
 
     void *proto_state;  /* the transport's own state (WebSocket: wslay) */
+    bool tls;           /* on tls_port or wss_port: bev is an OpenSSL bufferevent */
+    bool tls_open;      /* ... and its handshake has finished */
     bool session;       /* welcomed: the protocol session has started */
     bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
@@ -129,9 +131,10 @@ struct conn_proto {
     void (*on_settings)(struct conn *c);
 };
 
-/* Take ownership of an accepted socket on worker W: welcome, default room. */
-struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
-                      int addrlen);
+/* Take ownership of an accepted socket on worker W: welcome, default room
+ * (over TLS when TLS: once its handshake has finished). */
+struct conn *conn_new(struct worker *w, int fd, enum transport t, bool tls,
+                      const struct sockaddr *addr, int addrlen);
 /* Send an object to the client (consumes OBJ). */
 void conn_send_json(struct conn *c, json_object *obj);
 /* Send a shared message (a reference is queued, the bytes are not copied);
@@ -188,7 +191,7 @@ json_object *conn_details(const struct conn *c);
 json_object *conn_attributes(const struct conn *c);
 /* Set attribute KEY to VALUE (consumed; NULL deletes it).  ERR_NONE;
  * ERR_ATTRIBUTE_READ_ONLY for a built-in (id, type, remoteIP, remotePort,
- * connectedAt); ERR_PARAMS_TOO_LARGE when the attributes set would pass
+ * connectedAt, secure); ERR_PARAMS_TOO_LARGE when the attributes set would pass
  * max_params_bytes (keys plus compact JSON texts); ERR_STORE_UNAVAILABLE
  * when out of memory.  Nothing changes unless ERR_NONE. */
 enum roomd_err conn_set_attribute(struct conn *c, const char *key, json_object *value);

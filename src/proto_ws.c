@@ -8,7 +8,7 @@
  * request gets a static file, 404 or 405 (400 when malformed or over
  * WS_HTTP_MAX_HEAD) and the connection closes; it never was a session, so
  * there is no goodbye.  The whole request must arrive within
- * WS_HANDSHAKE_TIMEOUT_SEC (a deadline, not an idle timer: a client
+ * handshake_timeout seconds (a deadline, not an idle timer: a client
  * trickling a byte at a time does not keep the slot).
  *
  * After the upgrade, struct ws_stream reads frames with libwslay's event
@@ -51,11 +51,6 @@
 #include "proto_ws.h"
 #include "utf8.h"
 #include "verbs.h"
-
-/* How long a client has to send its whole request (handshake or static
- * file) after connecting: a browser sends it at once, so ten seconds
- * covers a slow mobile link and still frees a slowloris slot quickly. */
-#define WS_HANDSHAKE_TIMEOUT_SEC 10
 
 /* RFC 6455 1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -701,7 +696,7 @@ static void ws_on_open(struct conn *c)
         conn_abort(c, "out of memory");
         return;
     }
-    struct timeval limit = {WS_HANDSHAKE_TIMEOUT_SEC, 0};
+    struct timeval limit = {settings.handshake_timeout, 0}; /* a browser sends it at once */
     evtimer_add(ws->deadline, &limit);
 }
 
@@ -800,7 +795,7 @@ static size_t ws_frame(const struct msg *m, uint8_t *header, size_t *body_len)
 static void ws_send_close(struct conn *c, int code)
 {
     struct ws_conn *ws = c->proto_state;
-    if (ws->stream)
+    if (ws && ws->stream)
         ws_stream_close(ws->stream, (uint16_t)code);
 }
 

@@ -746,8 +746,8 @@ static void run_job(struct worker *w, struct job *job)
             close(job->u.conn.fd);
             conn_slot_release();
         } else
-            conn_new(w, job->u.conn.fd, job->u.conn.transport, (struct sockaddr *)&job->u.conn.addr,
-                     (int)job->u.conn.addrlen);
+            conn_new(w, job->u.conn.fd, job->u.conn.transport, job->u.conn.tls,
+                     (struct sockaddr *)&job->u.conn.addr, (int)job->u.conn.addrlen);
         break;
     case JOB_DELIVER:
         deliver_local(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);

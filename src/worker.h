@@ -39,6 +39,7 @@ struct job {
         struct {
             int fd;
             enum transport transport;
+            bool tls;
             struct sockaddr_storage addr;
             socklen_t addrlen;
         } conn;
