@@ -124,6 +124,10 @@ static const struct config_key config_keys[] = {
      "TLS versions offered (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)", false},
     {"tls_ciphers", KEY_STR, OFF(tls_ciphers), "", 0, 0,
      "OpenSSL cipher list for TLS 1.2 and older; empty: OpenSSL's default", false},
+    {"websocket_origins", KEY_STR, OFF(websocket_origins), "", 0, 0,
+     "origins whose pages may open a WebSocket (comma-separated; https://*.example.com; *); "
+     "empty: the Origin's host must be the Host header",
+     false},
     {"handshake_timeout", KEY_LONG, OFF(handshake_timeout), "10", 1, 3600,
      "seconds a client has to finish its TLS handshake, and its WebSocket request", false},
 };

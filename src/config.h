@@ -61,6 +61,7 @@ struct roomd_config {
     char *tls_protocols;
     char *tls_ciphers;
     long handshake_timeout;
+    char *websocket_origins;
     /* Where each key (by its index in config_keys[]) got its value, for
      * the messages of config_validate(): "FILE:LINE", "the command line",
      * or NULL for the built-in default.  Owned. */

@@ -47,6 +47,7 @@
 #include "http_static.h"
 #include "log.h"
 #include "msg.h"
+#include "origin.h"
 #include "proto.h"
 #include "proto_ws.h"
 #include "utf8.h"
@@ -103,8 +104,8 @@ struct ws_http {
     struct ws_span url, field, value;
     bool upgrade_websocket;  /* an Upgrade header names websocket */
     bool connection_upgrade; /* a Connection header names upgrade */
-    int nkey, nversion, nhost;
-    struct ws_span key, version;
+    int nkey, nversion, nhost, norigin;
+    struct ws_span key, version, host, origin;
     char head[WS_HTTP_MAX_HEAD];
 };
 
@@ -178,6 +179,10 @@ static void header_done(struct ws_http *h)
         h->version = value;
     } else if (span_is(h, h->field, "Host")) {
         h->nhost++;
+        h->host = value;
+    } else if (span_is(h, h->field, "Origin")) {
+        h->norigin++;
+        h->origin = value;
     }
 }
 
@@ -303,6 +308,9 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
     case HTTP_STATUS_METHOD_NOT_ALLOWED:
         body = BODY_405, len = sizeof(BODY_405) - 1;
         break;
+    case HTTP_STATUS_FORBIDDEN: /* the one 403: websocket_origins */
+        body = err_text(ERR_ORIGIN_NOT_ALLOWED), len = strlen(body);
+        break;
     default:
         body = BODY_400, len = sizeof(BODY_400) - 1;
         break;
@@ -311,7 +319,8 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
 }
 
 /* The upgrade request is checked as RFC 6455 4.2.1 asks: HTTP/1.1 or later,
- * exactly one Host header (RFC 7230 5.4 answers 400 otherwise),
+ * exactly one Host header (RFC 7230 5.4 answers 400 otherwise), an Origin
+ * websocket_origins allows (403 otherwise; see origin.c),
  * "Connection: Upgrade", version 13 (else 400 naming the version roomd
  * speaks, as 4.2.2 allows), exactly one well-formed key. */
 static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
@@ -320,6 +329,12 @@ static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
     if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) || h->nhost != 1 ||
         !h->connection_upgrade) {
         reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
+        return;
+    }
+    if (h->norigin > 1 ||
+        !origin_allowed(h->norigin ? h->head + h->origin.off : NULL, h->origin.len,
+                        h->head + h->host.off, h->host.len, settings.websocket_origins)) {
+        reply_error(r, HTTP_STATUS_FORBIDDEN, "");
         return;
     }
     if (h->nversion != 1 || !span_is(h, h->version, WS_VERSION)) {
