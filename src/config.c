@@ -128,6 +128,12 @@ static const struct config_key config_keys[] = {
      "origins whose pages may open a WebSocket (comma-separated; https://*.example.com; *); "
      "empty: the Origin's host must be the Host header",
      false},
+    {"max_connections_per_ip", KEY_LONG, OFF(max_connections_per_ip), "0", 0, 10000000,
+     "connections open at once from one client address; 0 off", false},
+    {"connection_rate_per_ip", KEY_LONG, OFF(connection_rate_per_ip), "0", 0, 10000000,
+     "new connections per second from one client address (token bucket, a burst of one "
+     "second's worth); 0 off",
+     false},
     {"handshake_timeout", KEY_LONG, OFF(handshake_timeout), "10", 1, 3600,
      "seconds a client has to finish its TLS handshake, and its WebSocket request", false},
 };

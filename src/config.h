@@ -62,6 +62,8 @@ struct roomd_config {
     char *tls_ciphers;
     long handshake_timeout;
     char *websocket_origins;
+    long max_connections_per_ip;
+    long connection_rate_per_ip;
     /* Where each key (by its index in config_keys[]) got its value, for
      * the messages of config_validate(): "FILE:LINE", "the command line",
      * or NULL for the built-in default.  Owned. */

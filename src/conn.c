@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "ip_limits.h"
 #include "log.h"
 #include "msg.h"
 #include "proto.h"
@@ -804,6 +805,21 @@ static struct bufferevent *tls_bufferevent(struct worker *w, int fd)
  * never in a room). */
 static void conn_start(struct conn *c)
 {
+    enum ip_verdict v = ip_limits_take(&c->peer.sa);
+    if (v == IP_TOO_MANY || v == IP_TOO_FAST) {
+        char ip[INET6_ADDRSTRLEN];
+        int port = peer_address(c, ip, sizeof(ip));
+        log_info("refusing a connection from %s:%d: %s reached", ip, port,
+                 v == IP_TOO_MANY ? "max_connections_per_ip" : "connection_rate_per_ip");
+        c->ip_refused = true;
+        /* A WebSocket client is answered 503 once its request is read
+         * (proto_ws.c): a reply to unread input would reach it as a reset. */
+        if (c->transport != TRANSPORT_WEBSOCKET) {
+            conn_refuse(c);
+            return;
+        }
+    }
+    c->ip_counted = v == IP_ADMITTED;
     conn_set_idle_timeout(c);
     if (c->proto->on_open)
         c->proto->on_open(c);
@@ -937,24 +953,10 @@ static json_object *goodbye_json(const char *reason)
     return o;
 }
 
-void conn_close(struct conn *c, const char *reason)
+/* Stop reading and reap C once what it has queued is out (within
+ * CLOSE_DRAIN_TIMEOUT_SEC over TLS; write_wait's deadline otherwise). */
+static void close_after_output(struct conn *c)
 {
-    if (c->dead || c->closing)
-        return;
-    /* No welcome yet (a WebSocket handshake): no goodbye.  Without a reason
-     * (an HTTP answer on the WebSocket port) the output still drains. */
-    if (!c->session && reason) {
-        conn_abort(c, NULL);
-        return;
-    }
-    worker_flush_batches(c->worker); /* what its rooms said this turn goes first */
-    if (reason) {
-        conn_send_json(c, goodbye_json(reason));
-        if (c->dead)
-            return;
-    }
-    if (c->proto->send_close) /* RFC 6455: 1001 "going away" at shutdown */
-        c->proto->send_close(c, reason && !strcmp(reason, "server shutdown") ? 1001 : 1000);
     c->closing = true;
     bufferevent_disable(c->bev, EV_READ);
     if (c->tls) { /* OpenSSL's output must drain too, within the deadline */
@@ -974,6 +976,49 @@ void conn_close(struct conn *c, const char *reason)
         write_wait(c);
     else
         output_added(c); /* the flush reaps it once drained */
+}
+
+void conn_refuse(struct conn *c)
+{
+    char http[512];
+    json_object *bye = goodbye_json(IP_LIMIT_REASON);
+    size_t len;
+    const char *text = json_object_to_json_string_length(bye, ROOMD_JSON_FLAGS, &len);
+    if (c->transport == TRANSPORT_WEBSOCKET) {
+        int n = snprintf(http, sizeof(http),
+                         "HTTP/1.1 503 Service Unavailable\r\n"
+                         "Content-Type: application/json\r\n"
+                         "Connection: close\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         len, text);
+        if (n > 0 && (size_t)n < sizeof(http))
+            conn_send_raw(c, http, (size_t)n);
+    } else
+        send_json_text(c, bye);
+    json_object_put(bye);
+    if (!c->dead)
+        close_after_output(c);
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+    if (c->dead || c->closing)
+        return;
+    /* No welcome yet (a WebSocket handshake): no goodbye.  Without a reason
+     * (an HTTP answer on the WebSocket port) the output still drains. */
+    if (!c->session && reason) {
+        conn_abort(c, NULL);
+        return;
+    }
+    worker_flush_batches(c->worker); /* what its rooms said this turn goes first */
+    if (reason) {
+        conn_send_json(c, goodbye_json(reason));
+        if (c->dead)
+            return;
+    }
+    if (c->proto->send_close) /* RFC 6455: 1001 "going away" at shutdown */
+        c->proto->send_close(c, reason && !strcmp(reason, "server shutdown") ? 1001 : 1000);
+    close_after_output(c);
 }
 
 void conn_abort(struct conn *c, const char *why)
@@ -1029,6 +1074,8 @@ void conn_reap(struct conn *c)
     if (c->write_ev)
         event_free(c->write_ev);
     bufferevent_free(c->bev);
+    if (c->ip_counted)
+        ip_limits_release(&c->peer.sa);
     json_object_put(c->attrs_set);
     json_object_put(c->params);
     free(c->room);

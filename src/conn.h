@@ -98,6 +98,8 @@ struct conn {
     void *proto_state;  /* the transport's own state (WebSocket: wslay) */
     bool tls;           /* on tls_port or wss_port: bev is an OpenSSL bufferevent */
     bool tls_open;      /* ... and its handshake has finished */
+    bool ip_counted;    /* ip_limits_take() admitted it: release at reap */
+    bool ip_refused;    /* over a per-address limit: conn_refuse() answers */
     bool session;       /* welcomed: the protocol session has started */
     bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
@@ -158,6 +160,11 @@ void conn_check_output_limit(struct conn *c);
 /* Write every connection of W with new output (W's flush event). */
 void conn_flush_pending(struct worker *w);
 
+/* C is over a per-address limit (c->ip_refused): a line client gets the
+ * goodbye "too many connections from this address", a WebSocket client
+ * (once its request is read) an HTTP 503 with the same JSON; then it
+ * closes after the answer is out. */
+void conn_refuse(struct conn *c);
 /* Say goodbye with REASON (NULL: none) and close once the output drained. */
 void conn_close(struct conn *c, const char *reason);
 /* Close at once, discarding pending output (peer gone, slow reader). */

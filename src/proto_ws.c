@@ -722,6 +722,12 @@ static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_r
     ws_http_free(ws->http);
     ws->http = NULL;
     evtimer_del(ws->deadline);
+    if (c->ip_refused) { /* a per-address limit: 503 whatever was asked */
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_refuse(c);
+        return;
+    }
     conn_send_raw(c, r->head, r->head_len);
     conn_send_raw(c, r->body, r->body_len); /* nothing when empty */
     if (r->status != HTTP_STATUS_SWITCHING_PROTOCOLS) {
