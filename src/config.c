@@ -134,6 +134,8 @@ static const struct config_key config_keys[] = {
      "new connections per second from one client address (token bucket, a burst of one "
      "second's worth); 0 off",
      false},
+    {"proxy_protocol", KEY_BOOL, OFF(proxy_protocol), "false", 0, 1,
+     "the line and WebSocket ports (plain and TLS) expect a PROXY v1/v2 header first", true},
     {"handshake_timeout", KEY_LONG, OFF(handshake_timeout), "10", 1, 3600,
      "seconds a client has to finish its TLS handshake, and its WebSocket request", false},
 };
