@@ -136,6 +136,8 @@ static const struct config_key config_keys[] = {
      false},
     {"proxy_protocol", KEY_BOOL, OFF(proxy_protocol), "false", 0, 1,
      "the line and WebSocket ports (plain and TLS) expect a PROXY v1/v2 header first", true},
+    {"trusted_proxies", KEY_STR, OFF(trusted_proxies), "", 0, 0,
+     "CIDRs of HTTP proxies whose X-Forwarded-For names the WebSocket client; empty: none", false},
     {"handshake_timeout", KEY_LONG, OFF(handshake_timeout), "10", 1, 3600,
      "seconds a client has to finish its TLS handshake, and its WebSocket request", false},
 };

@@ -65,6 +65,7 @@ struct roomd_config {
     long max_connections_per_ip;
     long connection_rate_per_ip;
     bool proxy_protocol;
+    char *trusted_proxies;
     /* Where each key (by its index in config_keys[]) got its value, for
      * the messages of config_validate(): "FILE:LINE", "the command line",
      * or NULL for the built-in default.  Owned. */

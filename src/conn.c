@@ -35,6 +35,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "forwarded.h"
 #include "ip_limits.h"
 #include "log.h"
 #include "msg.h"
@@ -803,15 +804,43 @@ static struct bufferevent *tls_bufferevent(struct worker *w, int fd)
 /* The connection's protocol starts: at once on a plain port, after the
  * handshake over TLS (a client that never finishes it is never welcomed,
  * never in a room). */
-static void conn_start(struct conn *c)
+/* Take C's place under the per-address limits (ip_limits.c), or mark it
+ * refused, logging which limit. */
+static void conn_take_ip(struct conn *c)
 {
     enum ip_verdict v = ip_limits_take(&c->peer.sa);
+    c->ip_counted = v == IP_ADMITTED;
     if (v == IP_TOO_MANY || v == IP_TOO_FAST) {
         char ip[INET6_ADDRSTRLEN];
         int port = peer_address(c, ip, sizeof(ip));
         log_info("refusing a connection from %s:%d: %s reached", ip, port,
                  v == IP_TOO_MANY ? "max_connections_per_ip" : "connection_rate_per_ip");
         c->ip_refused = true;
+    }
+}
+
+void conn_forwarded(struct conn *c, const char *value, size_t len)
+{
+    struct sockaddr_storage client;
+    socklen_t client_len;
+    c->ip_deferred = false;
+    if (value && forwarded_client(value, len, settings.trusted_proxies, &client, &client_len) &&
+        client_len <= sizeof(c->peer))
+        memcpy(&c->peer, &client, client_len); /* remotePort: 0, the proxy's is not the client's */
+    conn_take_ip(c);
+}
+
+static void conn_start(struct conn *c)
+{
+    if (c->transport == TRANSPORT_WEBSOCKET &&
+        forwarded_trusted(&c->peer.sa, settings.trusted_proxies)) {
+        c->ip_deferred = true; /* the request names the client: proto_ws.c */
+        conn_set_idle_timeout(c);
+        c->proto->on_open(c);
+        return;
+    }
+    conn_take_ip(c);
+    if (c->ip_refused) {
         /* A WebSocket client is answered 503 once its request is read
          * (proto_ws.c): a reply to unread input would reach it as a reset. */
         if (c->transport != TRANSPORT_WEBSOCKET) {
@@ -819,7 +848,6 @@ static void conn_start(struct conn *c)
             return;
         }
     }
-    c->ip_counted = v == IP_ADMITTED;
     conn_set_idle_timeout(c);
     if (c->proto->on_open)
         c->proto->on_open(c);

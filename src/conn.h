@@ -100,6 +100,7 @@ struct conn {
     bool tls_open;      /* ... and its handshake has finished */
     bool ip_counted;    /* ip_limits_take() admitted it: release at reap */
     bool ip_refused;    /* over a per-address limit: conn_refuse() answers */
+    bool ip_deferred;   /* from a trusted proxy: limits wait for X-Forwarded-For */
     bool session;       /* welcomed: the protocol session has started */
     bool input_paused;  /* requests wait: the welcome is not out yet */
     bool skipping_line; /* the rest of an overlong line is being dropped */
@@ -165,6 +166,11 @@ void conn_flush_pending(struct worker *w);
  * (once its request is read) an HTTP 503 with the same JSON; then it
  * closes after the answer is out. */
 void conn_refuse(struct conn *c);
+/* A WebSocket request from a trusted proxy (c->ip_deferred) was read: take
+ * the client address from its X-Forwarded-For (VALUE, LEN bytes; NULL:
+ * none, the proxy's own stays) and apply the per-address limits to it,
+ * setting c->ip_refused when over one. */
+void conn_forwarded(struct conn *c, const char *value, size_t len);
 /* Say goodbye with REASON (NULL: none) and close once the output drained. */
 void conn_close(struct conn *c, const char *reason);
 /* Close at once, discarding pending output (peer gone, slow reader). */

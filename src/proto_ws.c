@@ -104,8 +104,8 @@ struct ws_http {
     struct ws_span url, field, value;
     bool upgrade_websocket;  /* an Upgrade header names websocket */
     bool connection_upgrade; /* a Connection header names upgrade */
-    int nkey, nversion, nhost, norigin;
-    struct ws_span key, version, host, origin;
+    int nkey, nversion, nhost, norigin, nforwarded;
+    struct ws_span key, version, host, origin, forwarded;
     char head[WS_HTTP_MAX_HEAD];
 };
 
@@ -180,6 +180,9 @@ static void header_done(struct ws_http *h)
     } else if (span_is(h, h->field, "Host")) {
         h->nhost++;
         h->host = value;
+    } else if (span_is(h, h->field, "X-Forwarded-For")) {
+        h->nforwarded++; /* the last one: what the trusted proxy added ends it */
+        h->forwarded = value;
     } else if (span_is(h, h->field, "Origin")) {
         h->norigin++;
         h->origin = value;
@@ -719,6 +722,9 @@ static void ws_on_open(struct conn *c)
  * closes once the answer is out (no goodbye: there was no session). */
 static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_reply *r)
 {
+    if (c->ip_deferred) /* from a trusted proxy: the client is in X-Forwarded-For */
+        conn_forwarded(c, ws->http->nforwarded ? ws->http->head + ws->http->forwarded.off : NULL,
+                       ws->http->forwarded.len);
     ws_http_free(ws->http);
     ws->http = NULL;
     evtimer_del(ws->deadline);

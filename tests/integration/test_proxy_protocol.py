@@ -140,5 +140,85 @@ class ProxyOverTls(RoomdTestCase):
         w.close()
 
 
+def ws_details(port, xff=None):
+    """Upgrade (with X-Forwarded-For when given), ask detailsView; returns (status line,
+    the details or None)."""
+    import json
+    import os
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    head = ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
+    if xff:
+        head += "X-Forwarded-For: %s\r\n" % xff
+    s.sendall((head + "\r\n").encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    status = data.split(b"\r\n", 1)[0].decode()
+    if not status.startswith("HTTP/1.1 101"):
+        s.close()
+        return status, None
+    rest = data.split(b"\r\n\r\n", 1)[1]
+    payload = b"detailsView"
+    mask = os.urandom(4)
+    s.sendall(bytes([0x81, 0x80 | len(payload)]) + mask +
+              bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    messages = []
+    while not any(b"remoteIP" in m for m in messages):
+        while True:  # whole frames out of rest
+            if len(rest) < 2:
+                break
+            n, off = rest[1] & 0x7f, 2
+            if n == 126:
+                if len(rest) < 4:
+                    break
+                n, off = struct.unpack("!H", rest[2:4])[0], 4
+            if len(rest) < off + n:
+                break
+            messages.append(rest[off:off + n])
+            rest = rest[off + n:]
+        if not any(b"remoteIP" in m for m in messages):
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError("closed; got %r" % messages)
+            rest += chunk
+    s.close()
+    reply = [json.loads(m) for m in messages if b"remoteIP" in m][0]
+    return status, reply["data"]
+
+
+class XForwardedFor(RoomdTestCase):
+
+    def test_only_trusted_peers_name_the_client(self):
+        ws_port = free_port()
+        self.server = self.start_server(websocket_port=ws_port, trusted_proxies="127.0.0.1/32",
+                                        max_connections_per_ip=5)
+        status, d = ws_details(ws_port, "198.51.100.1, 127.0.0.1")
+        self.assertEqual(d["remoteIP"], "198.51.100.1")  # the trusted hop is skipped
+        status, d = ws_details(ws_port, "10.9.9.9, 198.51.100.2")
+        self.assertEqual(d["remoteIP"], "198.51.100.2")  # what the client wrote is not taken
+        status, d = ws_details(ws_port)
+        self.assertEqual(d["remoteIP"], "127.0.0.1")
+        status, d = ws_details(ws_port, "not-an-address")
+        self.assertEqual(d["remoteIP"], "127.0.0.1")
+
+    def test_untrusted_peer_is_not_believed(self):
+        ws_port = free_port()
+        self.server = self.start_server(websocket_port=ws_port, trusted_proxies="10.0.0.0/8")
+        status, d = ws_details(ws_port, "198.51.100.1")
+        self.assertEqual(d["remoteIP"], "127.0.0.1")
+
+    def test_limits_use_the_forwarded_address(self):
+        ws_port = free_port()
+        self.server = self.start_server(websocket_port=ws_port, trusted_proxies="127.0.0.0/8",
+                                        connection_rate_per_ip=1)
+        self.assertEqual(ws_details(ws_port, "198.51.100.10")[0].split()[1], "101")
+        self.assertEqual(ws_details(ws_port, "198.51.100.11")[0].split()[1], "101")
+        self.assertEqual(ws_details(ws_port, "198.51.100.10")[0].split()[1], "503")
+
+
 if __name__ == "__main__":
     main()
