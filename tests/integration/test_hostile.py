@@ -42,6 +42,7 @@ import time
 
 from harness import (ROOMD, Client, RoomdTestCase, Server, bye_line, err_line, free_port, main,
                      ok_line, reply_without_history, welcome_line)
+from tls_harness import TestCA, TlsClient
 
 CANARY_INTERVAL = 0.02   # seconds between canary says (50/s: under say_rate 100/s)
 CANARY_MAX = 0.050       # the canary's round trip must stay under 50 ms
@@ -52,8 +53,9 @@ RSS_SLACK_KB = 2048
 OUTPUT_LIMIT = 262144    # small, so the never-reading client is dropped fast
 MAX_LINE = 65536         # the default
 NROOMS = 10000
-HANDSHAKE_TIMEOUT = 10   # src/proto_ws.c WS_HANDSHAKE_TIMEOUT_SEC
+HANDSHAKE_TIMEOUT = 10   # handshake_timeout's default (TLS and WebSocket)
 LOW_NOFILE = 64
+TLS_HANDSHAKE_KB = 48    # OpenSSL's buffers of one handshake under way (see the TLS case)
 EMFILE_CPU_MAX = 0.20    # share of one core while saturated
 SAY_RATE, SAY_BURST = 100, 200  # the defaults
 TIMEOUT = 10
@@ -342,11 +344,18 @@ class Hostile(RoomdTestCase):
     @classmethod
     def setUpClass(cls):
         cls.ws_port = free_port()
+        # The TLS ports (issue 14): garbage and stalled handshakes go there.
+        cls.tls_ca = TestCA()
+        cls.addClassCleanup(cls.tls_ca.remove)
+        cert = cls.tls_ca.cert("server")
+        cls.tls_port, cls.wss_port = free_port(), free_port()
+        tls = dict(tls_port=cls.tls_port, wss_port=cls.wss_port, tls_cert_file=cert[0],
+                   tls_key_file=cert[1])
         # starting_rooms holds the 10 000 churn rooms (about 70 kB of argument).  join_rate
         # is off: the churn case measures the registry under 10 000-room churn at full speed
         # (test_hardening_flow covers join_rate and the announcement budget).
         cls.start_class_server(websocket_port=cls.ws_port, output_limit=OUTPUT_LIMIT,
-                               default_room="", join_rate=0,
+                               default_room="", join_rate=0, **tls,
                                starting_rooms=",".join(["canary", "flood"] + ROOMS))
         cls.canary = Canary(cls.server.port)
         cls.addClassCleanup(cls.canary.stop)
@@ -360,7 +369,7 @@ class Hostile(RoomdTestCase):
     def connections(self):
         return self.server.admin_ok("GET", "/api/stats")["connections"]
 
-    def abuse(self, name, fn):
+    def abuse(self, name, fn, rss_slack_kb=RSS_SLACK_KB):
         """Run fn() as abuse; check the canary during it, the daemon and its RSS after."""
         base = self.connections()
         rss0 = self.server.rss_kb()
@@ -373,7 +382,7 @@ class Hostile(RoomdTestCase):
         control, _ = self.control.window(t0, t1)
         self.assertTrue(self.server.alive(), "roomd died during %s" % name)
         back = deadline_wait(lambda: self.connections() == base, TIMEOUT)
-        limit = rss0 * RSS_RATIO + RSS_SLACK_KB
+        limit = rss0 * RSS_RATIO + rss_slack_kb
         deadline_wait(lambda: self.server.rss_kb() <= limit, 5, 0.1)
         rss1 = self.server.rss_kb()
         result = {"case": name, "samples": len(lats), "max": max(lats) if lats else None,
@@ -523,6 +532,89 @@ class Hostile(RoomdTestCase):
             self.assertLess(last, HANDSHAKE_TIMEOUT + 2)
 
         self.abuse("WS handshake never ends", run)
+
+    # -- TLS ports (issue 14) ---------------------------------------------------------------
+
+    def test_tls_ports_garbage(self):
+        # Plain text, random bytes and a TLS record header followed by junk, to the line and
+        # WebSocket TLS ports: each connection is closed, nothing answered in the clear.
+        rng = random.Random(14)
+        payloads = [b"say hello in the clear\r\n" * 50, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"\x16\x03\x01\x00\x10" + b"\xff" * 16, b"\x16\x03\x01\xff\xff" + b"A" * 4096]
+
+        def one(i):
+            port = (self.tls_port, self.wss_port)[i % 2]
+            data = payloads[i % len(payloads)] if i < 8 else rng.randbytes(16384)
+            s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass  # already closed on the first bytes
+            got = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            # At most a TLS alert record (content type 21), never chat protocol text.
+            self.assertTrue(got == b"" or got[:1] == b"\x15", got[:100])
+
+        def run():
+            end = time.monotonic() + MIN_ABUSE_SECONDS
+            i = 0
+            while time.monotonic() < end:
+                in_threads(one, [(i + k,) for k in range(8)])
+                i += 8
+            c = TlsClient(self.tls_port, self.tls_ca.ca_file)  # the port still serves
+            self.assertEqual(c.welcome_raw, welcome_line(None))
+            c.close()
+
+        self.abuse("garbage to the TLS ports", run)
+
+    def test_tls_handshake_never_completes(self):
+        # 100 clients on the TLS ports: half never send a byte, half a ClientHello cut short.
+        # All are closed after handshake_timeout (HANDSHAKE_TIMEOUT), none before.
+        nconn = 100
+        partial = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20
+
+        def run():
+            socks = []
+            started = time.monotonic()
+            for i in range(nconn):
+                port = (self.tls_port, self.wss_port)[i % 2]
+                s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                if i % 4 < 2:
+                    s.sendall(partial)
+                s.setblocking(False)
+                socks.append(s)
+            closed_at = {}
+            while len(closed_at) < nconn and time.monotonic() < started + HANDSHAKE_TIMEOUT + 5:
+                live = [s for s in socks if s not in closed_at]
+                r, _, _ = select.select(live, [], [], 0.5)
+                for s in r:
+                    try:
+                        data = s.recv(4096)
+                    except (ConnectionResetError, BlockingIOError):
+                        data = b""
+                    if data == b"" or data[:1] == b"\x15":  # EOF, or an alert before it
+                        closed_at.setdefault(s, time.monotonic() - started)
+                    if data:
+                        self.assertEqual(data[:1], b"\x15", "answered an unfinished handshake")
+            for s in socks:
+                s.close()
+            self.assertEqual(len(closed_at), nconn, "TLS handshakes still open after %ss"
+                             % (HANDSHAKE_TIMEOUT + 5))
+            first, last = min(closed_at.values()), max(closed_at.values())
+            self.assertGreaterEqual(first, HANDSHAKE_TIMEOUT - 0.5)
+            self.assertLess(last, HANDSHAKE_TIMEOUT + 2)
+
+        # Each handshake under way holds OpenSSL's record buffers (about 40 KiB); freed, glibc's
+        # per-worker arenas keep them for reuse (a second round does not grow it again).
+        self.abuse("TLS handshake never ends", run, RSS_SLACK_KB + nconn * TLS_HANDSHAKE_KB)
 
     def test_websocket_1mib_frames(self):
         frame = b"a" * (1 << 20)
