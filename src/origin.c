@@ -41,7 +41,7 @@ bool origin_allowed(const char *origin, size_t olen, const char *host, size_t hl
 {
     if (!origin)
         return true;
-    if (*allowed == '\0') {
+    if (!allowed || *allowed == '\0') {
         const char *sep = NULL;
         for (size_t i = 0; !sep && i + 3 <= olen; i++)
             if (memcmp(origin + i, "://", 3) == 0)

@@ -10,7 +10,7 @@
  * request had none) and whose Host header is HOST may go ahead under the
  * allow-list ALLOWED (websocket_origins: comma-separated origins, each
  * exact, "scheme://STAR.domain" (a literal asterisk) for any subdomain, or "*").  An empty list
- * lets in an Origin whose host and port equal HOST, as gorilla/websocket
+ * (or NULL) lets in an Origin whose host and port equal HOST, as gorilla/websocket
  * and Centrifugo do.  No Origin is not a browser and is let in. */
 bool origin_allowed(const char *origin, size_t olen, const char *host, size_t hlen,
                     const char *allowed);
