@@ -573,11 +573,11 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     struct conn *c = arg;
     if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake finished */
         c->tls_open = true;
+        event_free(c->tls_deadline);
+        c->tls_deadline = NULL;
         tls_handshake_done(bufferevent_openssl_get_ssl(bev));
         conn_start(c);
-    } else if (c->tls && !c->tls_open && (what & BEV_EVENT_TIMEOUT))
-        conn_abort(c, "TLS handshake timeout");
-    else if (c->tls && !c->tls_open && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+    } else if (c->tls && !c->tls_open && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         tls_handshake_failed(c);
     else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         conn_abort(c, NULL);
@@ -783,6 +783,14 @@ void conn_params_clear(struct conn *c)
     c->params_bytes = 0;
 }
 
+/* handshake_timeout passed and the TLS handshake is not done: a deadline
+ * from the accept, not an idle timer, so a client trickling its
+ * ClientHello a byte at a time does not keep the slot either. */
+static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    conn_abort(arg, "TLS handshake timeout");
+}
+
 /* The bufferevent of a TLS connection: OpenSSL over the socket itself (a
  * socket BIO, which kernel TLS needs), accepting.  A client that closes
  * without close_notify is an end of file, not an error. */
@@ -889,8 +897,12 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, bool tls,
     if (tls) { /* OpenSSL writes from the bufferevent's output (conn_flush_tls) */
         struct timeval handshake = {settings.handshake_timeout, 0};
         bufferevent_setcb(c->bev, on_read, on_tls_written, on_event, c);
-        bufferevent_set_timeouts(c->bev, &handshake, NULL);
         bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        c->tls_deadline = evtimer_new(w->base, on_tls_deadline, c);
+        if (!c->tls_deadline)
+            conn_abort(c, "out of memory"); /* reaped on the next turn */
+        else
+            evtimer_add(c->tls_deadline, &handshake);
         return c;
     }
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
@@ -1101,6 +1113,8 @@ void conn_reap(struct conn *c)
     out_discard(c);
     if (c->write_ev)
         event_free(c->write_ev);
+    if (c->tls_deadline)
+        event_free(c->tls_deadline);
     bufferevent_free(c->bev);
     if (c->ip_counted)
         ip_limits_release(&c->peer.sa);

@@ -95,15 +95,16 @@ struct conn {
     struct conn_bucket say_bucket;  /* say_rate / say_burst */
     struct conn_bucket join_bucket; /* join_rate / join_burst */
 
-    void *proto_state;  /* the transport's own state (WebSocket: wslay) */
-    bool tls;           /* on tls_port or wss_port: bev is an OpenSSL bufferevent */
-    bool tls_open;      /* ... and its handshake has finished */
-    bool ip_counted;    /* ip_limits_take() admitted it: release at reap */
-    bool ip_refused;    /* over a per-address limit: conn_refuse() answers */
-    bool ip_deferred;   /* from a trusted proxy: limits wait for X-Forwarded-For */
-    bool session;       /* welcomed: the protocol session has started */
-    bool input_paused;  /* requests wait: the welcome is not out yet */
-    bool skipping_line; /* the rest of an overlong line is being dropped */
+    void *proto_state;          /* the transport's own state (WebSocket: wslay) */
+    bool tls;                   /* on tls_port or wss_port: bev is an OpenSSL bufferevent */
+    bool tls_open;              /* ... and its handshake has finished */
+    struct event *tls_deadline; /* handshake_timeout, from the accept; NULL once open */
+    bool ip_counted;            /* ip_limits_take() admitted it: release at reap */
+    bool ip_refused;            /* over a per-address limit: conn_refuse() answers */
+    bool ip_deferred;           /* from a trusted proxy: limits wait for X-Forwarded-For */
+    bool session;               /* welcomed: the protocol session has started */
+    bool input_paused;          /* requests wait: the welcome is not out yet */
+    bool skipping_line;         /* the rest of an overlong line is being dropped */
     size_t line_seen;   /* line transport: bytes of input searched, no end of line in them */
     size_t line_pulled; /* ... and made contiguous by the last pull-up (line_partial) */
     bool reap_deferred; /* dead, but a store callback still holds it */

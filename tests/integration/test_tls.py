@@ -9,6 +9,7 @@ The CA and every certificate are made by the test (tls_harness.TestCA, openssl c
 
 import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -162,6 +163,24 @@ class Tls(RoomdTestCase):
         self.assertGreaterEqual(time.monotonic() - started, 0.5)
         stalled.close()
         self.server.wait_log("TLS handshake timeout")
+        # A ClientHello trickled a byte at a time does not extend it (a deadline).
+        trickle = socket.create_connection(("127.0.0.1", self.tls_port), timeout=5)
+        trickle.setblocking(False)
+        started, closed = time.monotonic(), False
+        hello = b"\x16\x03\x01\x02\x00" + b"\x01" * 64
+        for byte in hello:
+            try:
+                trickle.send(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            r, _, _ = select.select([trickle], [], [], 0.2)  # the trickle's pace
+            if r:  # EOF, a reset or an alert: the server gave up on it
+                closed = True
+                break
+        trickle.close()
+        self.assertTrue(closed, "a trickled handshake outlived handshake_timeout")
+        self.assertLess(time.monotonic() - started, 4)
         self.assertOK(witness, "say still fine")
         self.assertOK(self.tls_client(), "say new ones too")
         self.assertEqual(self.server.admin_ok("GET", "/api/stats")["connections"] >= 1, True)
