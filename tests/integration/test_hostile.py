@@ -28,6 +28,7 @@ max/p99/samples, control max, RSS before/after) are printed at the end.
 """
 
 import base64
+import collections
 import json
 import os
 import random
@@ -93,10 +94,30 @@ def percentile(values, p):
 # The canary: its own process
 # ---------------------------------------------------------------------------------------------
 
-def canary_main(port):
+def proxied_client(port, source="198.51.100.1", welcome=True):
+    """A line client on a proxy_protocol port: a PROXY v1 header naming SOURCE, then the
+    usual client (harness.Client on that socket)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(("PROXY TCP4 %s 192.0.2.1 1 %d\r\n" % (source, port)).encode())
+    c = Client.__new__(Client)
+    c.sock = sock
+    sock.setblocking(False)
+    c.local_port = sock.getsockname()[1]
+    c.buf, c.eof, c.backlog, c.count, c._id = b"", False, collections.deque(), 0, None
+    c.welcome_raw = c.welcome = None
+    if welcome:
+        c.welcome_raw, c.welcome = c._next_message(time.monotonic() + TIMEOUT)
+    return c
+
+
+def canary_main(port, proxy=False):
     """Child process: two line clients in room "canary"; prints "rtt T LATENCY" per say (T on
-    CLOCK_MONOTONIC, shared with the parent) until its stdin closes."""
-    a, b = Client(port), Client(port)
+    CLOCK_MONOTONIC, shared with the parent) until its stdin closes.  PROXY: the port expects
+    a PROXY header first (proxy_protocol)."""
+    if proxy:
+        a, b = proxied_client(port), proxied_client(port, "198.51.100.2")
+    else:
+        a, b = Client(port), Client(port)
     for c in (a, b):
         r = c.request("roomChange canary")
         if r.get("status") != "OK":
@@ -131,9 +152,10 @@ def canary_main(port):
 
 
 class Canary:
-    def __init__(self, port):
+    def __init__(self, port, proxy=False):
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--canary",
-                                      str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                      str(port)] + (["--proxy"] if proxy else []),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.samples = []
         self.errors = []
         self.cond = threading.Condition()
@@ -807,6 +829,115 @@ class Hostile(RoomdTestCase):
         self.abuse("3000 connections dropped", run)
 
 
+class HostileProxy(RoomdTestCase):
+    """PROXY headers (issue 14): malformed, split over many packets, never finished -- on a
+    proxy_protocol daemon, under its own canary (which sends valid headers), with the checks
+    of Hostile.abuse."""
+
+    abuse = Hostile.abuse
+    connections = Hostile.connections
+    PROXY_TIMEOUT = 2  # handshake_timeout of this daemon
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_class_server(proxy_protocol=True, default_room="", starting_rooms="canary",
+                               handshake_timeout=cls.PROXY_TIMEOUT)
+        cls.canary = Canary(cls.server.port, proxy=True)
+        cls.addClassCleanup(cls.canary.stop)
+        cls.control_server = Server(default_room="", starting_rooms="canary")
+        cls.addClassCleanup(cls.control_server.stop)
+        cls.control = Canary(cls.control_server.port)
+        cls.addClassCleanup(cls.control.stop)
+
+    def test_malformed_headers(self):
+        rng = random.Random(41)
+        bad = [b"say hello\r\n", b"PROXY TCP4 1.2.3.4\r\n", b"PROXY TCP9 a b 1 2\r\n",
+               b"PROXY " + b"9" * 200, b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff",
+               b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x02ab"]
+
+        def one(i):
+            data = bad[i % len(bad)] if i < 12 else rng.randbytes(2048)
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass
+            got = b""
+            while True:
+                try:
+                    chunk = s.recv(4096)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            self.assertEqual(got, b"", "answered a connection without a valid PROXY header")
+
+        def run():
+            end = time.monotonic() + MIN_ABUSE_SECONDS
+            i = 0
+            while time.monotonic() < end:
+                in_threads(one, [(i + k,) for k in range(8)])
+                i += 8
+
+        self.abuse("malformed PROXY headers", run)
+
+    def test_split_and_stalled_headers(self):
+        # 50 clients send a valid header a few bytes per packet (all get in, each with its own
+        # address); 50 send half of one and stop (all closed at handshake_timeout, none before).
+        nconn = 50
+
+        def run():
+            started = time.monotonic()
+            split, stalled = [], []
+            for i in range(nconn):
+                for group in (split, stalled):
+                    s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    group.append(s)
+            headers = [("PROXY TCP4 203.0.113.%d 192.0.2.1 %d 1\r\n" % (i + 1, i + 1)).encode()
+                       for i in range(nconn)]
+            for pos in range(0, max(map(len, headers)), 4):
+                for s, h in zip(split, headers):
+                    if pos < len(h):
+                        s.sendall(h[pos:pos + 4])
+                for s, h in zip(stalled, headers):
+                    if pos < len(h) // 2:
+                        s.sendall(h[pos:min(pos + 4, len(h) // 2)])
+                time.sleep(0.005)  # the pieces' pace, not a wait
+            clients = []
+            for s, i in zip(split, range(nconn)):
+                c = Client.__new__(Client)
+                c.sock, c.buf, c.eof, c.count, c._id = s, b"", False, 0, None
+                c.backlog = collections.deque()
+                s.setblocking(False)
+                c.welcome_raw, c.welcome = c._next_message(time.monotonic() + TIMEOUT)
+                clients.append(c)
+            for i, c in enumerate(clients[:5]):
+                self.assertEqual(c.details()["remoteIP"], "203.0.113.%d" % (i + 1))
+            closed_at = {}
+            while len(closed_at) < nconn and time.monotonic() < started + self.PROXY_TIMEOUT + 5:
+                live = [s for s in stalled if s not in closed_at]
+                r, _, _ = select.select(live, [], [], 0.5)
+                for s in r:
+                    try:
+                        data = s.recv(4096)
+                    except (ConnectionResetError, BlockingIOError):
+                        data = b""
+                    self.assertEqual(data, b"", "answered an unfinished PROXY header")
+                    closed_at[s] = time.monotonic() - started
+            for s in stalled:
+                s.close()
+            for c in clients:
+                c.close()
+            self.assertEqual(len(closed_at), nconn, "PROXY headers still open")
+            self.assertGreaterEqual(min(closed_at.values()), self.PROXY_TIMEOUT - 0.5)
+            self.assertLess(max(closed_at.values()), self.PROXY_TIMEOUT + 2)
+
+        self.abuse("PROXY headers split / stalled", run)
+
+
 class Emfile(RoomdTestCase):
     """The acceptor out of file descriptors: backs off, does not spin, recovers."""
 
@@ -855,6 +986,6 @@ class Emfile(RoomdTestCase):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--canary"]:
-        canary_main(int(sys.argv[2]))
+        canary_main(int(sys.argv[2]), sys.argv[3:4] == ["--proxy"])
     else:
         main()
