@@ -20,12 +20,13 @@
 
 /* Kernel backlog of not-yet-accepted connections. */
 #define ACCEPT_BACKLOG 1024
-#define MAX_LISTENERS 4
+#define MAX_LISTENERS 8
 
 struct listener {
     struct evconnlistener *lev;
     struct event *resume_ev;
     enum transport transport;
+    bool tls;           /* tls_port, wss_port */
     time_t last_logged; /* the last back-off warning */
 };
 
@@ -69,6 +70,7 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     job->type = JOB_NEW_CONN;
     job->u.conn.fd = fd;
     job->u.conn.transport = l->transport;
+    job->u.conn.tls = l->tls;
     memcpy(&job->u.conn.addr, addr, (size_t)addrlen);
     job->u.conn.addrlen = (socklen_t)addrlen;
     worker_post(&workers[next_worker++ % (unsigned)nworkers], job);
@@ -100,6 +102,11 @@ bool acceptor_backoff_needed(const char *what, int err, time_t *last_logged)
 static const char *transport_name(enum transport t)
 {
     return t == TRANSPORT_WEBSOCKET ? "WebSocket" : "line";
+}
+
+static const char *transport_tls_name(enum transport t)
+{
+    return t == TRANSPORT_WEBSOCKET ? "WebSocket TLS" : "line TLS";
 }
 
 static void on_accept_error(struct evconnlistener *lev, void *arg)
@@ -142,13 +149,15 @@ struct evconnlistener *acceptor_bind(struct event_base *base, const char *what, 
     return lev;
 }
 
-int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t)
+int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t, bool tls)
 {
     if (nlisteners == MAX_LISTENERS)
         return -1;
     struct listener *l = &listeners[nlisteners];
     l->transport = t;
-    l->lev = acceptor_bind(base, transport_name(t), bind, port, on_accept, l);
+    l->tls = tls;
+    l->lev = acceptor_bind(base, tls ? transport_tls_name(t) : transport_name(t), bind, port,
+                           on_accept, l);
     if (!l->lev)
         return -1;
     evconnlistener_set_error_cb(l->lev, on_accept_error);

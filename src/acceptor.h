@@ -15,9 +15,11 @@
 /* At most one "accept: too many open files" line per this many seconds. */
 #define ACCEPT_LOG_EVERY_SEC 10
 
-/* Open a listener on BIND:PORT for transport T, handing accepted sockets to
- * the workers round-robin.  Returns 0, or -1 after logging why. */
-int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t);
+/* Open a listener on BIND:PORT for transport T (over TLS when TLS), handing
+ * accepted sockets to the workers round-robin.  Returns 0, or -1 after
+ * logging why. */
+int acceptor_listen(struct event_base *base, const char *bind, int port, enum transport t,
+                    bool tls);
 /* A listening socket on BIND:PORT calling CB(ARG) for each accepted socket;
  * WHAT names the listener in the log ("line", "WebSocket", "admin").
  * Returns NULL after logging which listener failed and why. */

@@ -36,6 +36,7 @@
 #include "api.h"
 #include "config.h"
 #include "history.h"
+#include "ip_limits.h"
 #include "conn.h"
 #include "log.h"
 #include "msg.h"
@@ -833,6 +834,15 @@ static void send_metrics(struct evhttp_request *req)
         evbuffer_add_printf(out, "roomd_errors_total{error=\"%s\"} %llu\n", err_text(e),
                             (unsigned long long)n);
     }
+    uint64_t too_many, too_fast;
+    ip_limits_refused(&too_many, &too_fast);
+    evbuffer_add_printf(out,
+                        "# HELP roomd_refused_per_ip_total Connections refused by a "
+                        "per-address limit.\n"
+                        "# TYPE roomd_refused_per_ip_total counter\n"
+                        "roomd_refused_per_ip_total{limit=\"max_connections_per_ip\"} %llu\n"
+                        "roomd_refused_per_ip_total{limit=\"connection_rate_per_ip\"} %llu\n",
+                        (unsigned long long)too_many, (unsigned long long)too_fast);
     evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
                       "text/plain; version=0.0.4");
     evhttp_send_reply(req, 200, "OK", out);

@@ -108,6 +108,38 @@ static const struct config_key config_keys[] = {
     {"pid_file", KEY_STR, OFF(pid_file), "", 0, 0, "write the process id here", true},
     {"log_file", KEY_STR, OFF(log_file), "", 0, 0,
      "append the log here (reopened on SIGHUP); syslog: to syslog; empty: stderr", false},
+    {"tls_port", KEY_INT, OFF(tls_port), "0", 0, 65535,
+     "TCP line port over TLS (on bind); 0 turns it off", true},
+    {"wss_port", KEY_INT, OFF(wss_port), "0", 0, 65535,
+     "WebSocket and demo page port over TLS (on websocket_bind); 0 turns it off", true},
+    {"tls_cert_file", KEY_STR, OFF(tls_cert_file), "", 0, 0,
+     "PEM certificate (a chain allowed) of tls_port and wss_port; reread on SIGHUP", false},
+    {"tls_key_file", KEY_STR, OFF(tls_key_file), "", 0, 0,
+     "PEM private key of tls_cert_file; reread on SIGHUP", false},
+    {"tls_ca_cert_file", KEY_STR, OFF(tls_ca_cert_file), "", 0, 0,
+     "PEM CA certificates that client certificates must chain to", false},
+    {"tls_client_auth", KEY_STR, OFF(tls_client_auth), "no", 0, 0,
+     "client certificates: no, optional (verified when sent) or yes (required)", false},
+    {"tls_protocols", KEY_STR, OFF(tls_protocols), "TLSv1.2,TLSv1.3", 0, 0,
+     "TLS versions offered (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)", false},
+    {"tls_ciphers", KEY_STR, OFF(tls_ciphers), "", 0, 0,
+     "OpenSSL cipher list for TLS 1.2 and older; empty: OpenSSL's default", false},
+    {"websocket_origins", KEY_STR, OFF(websocket_origins), "", 0, 0,
+     "origins whose pages may open a WebSocket (comma-separated; https://*.example.com; *); "
+     "empty: the Origin's host must be the Host header",
+     false},
+    {"max_connections_per_ip", KEY_LONG, OFF(max_connections_per_ip), "0", 0, 10000000,
+     "connections open at once from one client address; 0 off", false},
+    {"connection_rate_per_ip", KEY_LONG, OFF(connection_rate_per_ip), "0", 0, 10000000,
+     "new connections per second from one client address (token bucket, a burst of one "
+     "second's worth); 0 off",
+     false},
+    {"proxy_protocol", KEY_BOOL, OFF(proxy_protocol), "false", 0, 1,
+     "the line and WebSocket ports (plain and TLS) expect a PROXY v1/v2 header first", true},
+    {"trusted_proxies", KEY_STR, OFF(trusted_proxies), "", 0, 0,
+     "CIDRs of HTTP proxies whose X-Forwarded-For names the WebSocket client; empty: none", false},
+    {"handshake_timeout", KEY_LONG, OFF(handshake_timeout), "10", 1, 3600,
+     "seconds a client has to finish its TLS handshake, and its WebSocket request", false},
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
@@ -375,6 +407,22 @@ int config_validate(const struct roomd_config *cfg, char *err, size_t errlen)
     if (*cfg->default_room && (long)strlen(cfg->default_room) > cfg->max_room_name) {
         snprintf(err, errlen, "%sdefault_room: longer than max_room_name (%ld)",
                  origin_of(cfg, "default_room", at, sizeof(at)), cfg->max_room_name);
+        return -1;
+    }
+    if (strcmp(cfg->tls_client_auth, "no") != 0 && strcmp(cfg->tls_client_auth, "optional") != 0 &&
+        strcmp(cfg->tls_client_auth, "yes") != 0) {
+        snprintf(err, errlen, "%stls_client_auth: '%s' is not one of no, optional, yes",
+                 origin_of(cfg, "tls_client_auth", at, sizeof(at)), cfg->tls_client_auth);
+        return -1;
+    }
+    if (strcmp(cfg->tls_client_auth, "no") != 0 && !*cfg->tls_ca_cert_file) {
+        snprintf(err, errlen, "%stls_client_auth: %s needs tls_ca_cert_file",
+                 origin_of(cfg, "tls_client_auth", at, sizeof(at)), cfg->tls_client_auth);
+        return -1;
+    }
+    if ((cfg->tls_port > 0 || cfg->wss_port > 0) && (!*cfg->tls_cert_file || !*cfg->tls_key_file)) {
+        snprintf(err, errlen, "%s: tls_port and wss_port need tls_cert_file and tls_key_file",
+                 cfg->tls_port > 0 ? "tls_port" : "wss_port");
         return -1;
     }
     struct starting_room_check *check = calloc(1, sizeof(*check));

@@ -9,7 +9,7 @@
 #include <stdio.h>
 
 /* Keys config_keys[] may hold (config.c checks it has no more). */
-#define CONFIG_MAX_KEYS 64
+#define CONFIG_MAX_KEYS 96
 
 struct roomd_config {
     char *bind;
@@ -52,6 +52,20 @@ struct roomd_config {
     char *log_level;
     char *pid_file;
     char *log_file;
+    int tls_port;
+    int wss_port;
+    char *tls_cert_file;
+    char *tls_key_file;
+    char *tls_ca_cert_file;
+    char *tls_client_auth;
+    char *tls_protocols;
+    char *tls_ciphers;
+    long handshake_timeout;
+    char *websocket_origins;
+    long max_connections_per_ip;
+    long connection_rate_per_ip;
+    bool proxy_protocol;
+    char *trusted_proxies;
     /* Where each key (by its index in config_keys[]) got its value, for
      * the messages of config_validate(): "FILE:LINE", "the command line",
      * or NULL for the built-in default.  Owned. */

@@ -29,14 +29,19 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <uuid/uuid.h>
 
 #include "config.h"
 #include "conn.h"
+#include "forwarded.h"
+#include "ip_limits.h"
 #include "log.h"
 #include "msg.h"
 #include "proto.h"
 #include "registry.h"
+#include "tls.h"
 #include "verbs.h"
 
 /* What a delivery touches (struct conn's first fields) fits one cache line. */
@@ -363,8 +368,14 @@ static void write_unwait(struct conn *c)
  * did not take -- passes output_limit, C is not keeping up and is dropped.
  * A closing connection that drained is reaped.  MSG_NOSIGNAL: a peer gone
  * is an error here, not a signal. */
+static void conn_flush_tls(struct conn *c);
+
 static void conn_flush(struct conn *c)
 {
+    if (c->tls) {
+        conn_flush_tls(c);
+        return;
+    }
     struct iovec iov[CONN_WRITE_IOV];
     uint8_t headers[CONN_WRITE_IOV][CONN_FRAME_HEADER_MAX];
     while (c->out) {
@@ -395,6 +406,48 @@ static void conn_flush(struct conn *c)
     }
     write_unwait(c);
     if (c->closing)
+        schedule_reap(c);
+}
+
+/* The TLS form of conn_flush(): OpenSSL writes the socket, from the
+ * bufferevent's output.  What C queued this turn is laid end to end into
+ * one contiguous piece of that output, so the batch a fan-out turn queued
+ * becomes one SSL_write (one record up to 16 KB), not a write per message.
+ * output_limit counts what the previous turns left unwritten there (what
+ * the kernel did not take) plus what is queued.  A closing connection is
+ * reaped by on_tls_written once the output is out. */
+static void conn_flush_tls(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    if (!c->closing && (long)evbuffer_get_length(out) > settings.output_limit) {
+        conn_abort(c, "output buffer limit exceeded");
+        return;
+    }
+    if (c->out && evbuffer_expand(out, c->out_bytes) < 0) {
+        conn_abort(c, "out of memory");
+        return;
+    }
+    struct iovec iov[CONN_WRITE_IOV];
+    uint8_t headers[CONN_WRITE_IOV][CONN_FRAME_HEADER_MAX];
+    while (c->out) {
+        size_t want;
+        int n = out_iov(c, iov, headers, &want);
+        for (int i = 0; i < n; i++)
+            if (evbuffer_add(out, iov[i].iov_base, iov[i].iov_len) < 0) {
+                conn_abort(c, "out of memory");
+                return;
+            }
+        out_consume(c, want);
+    }
+    if (c->closing && evbuffer_get_length(out) == 0)
+        schedule_reap(c);
+}
+
+/* The TLS output drained (libevent's write callback, low watermark 0). */
+static void on_tls_written(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->closing && !c->out)
         schedule_reap(c);
 }
 
@@ -475,7 +528,7 @@ static void on_read(struct bufferevent *bev, void *arg)
     size_t fresh = len > c->input_kept ? len - c->input_kept : len;
     for (size_t budget = READ_PER_TURN; input_open(c);) {
         c->proto->on_read(c);
-        if (fresh < READ_CHUNK || budget < READ_CHUNK || c->out_bytes >= READ_PER_TURN ||
+        if (c->tls || fresh < READ_CHUNK || budget < READ_CHUNK || c->out_bytes >= READ_PER_TURN ||
             !input_open(c))
             break;
         evbuffer_unfreeze(in, 0); /* the bufferevent keeps its end frozen between reads */
@@ -501,12 +554,36 @@ void conn_resume_input(struct conn *c)
         c->proto->on_read(c);
 }
 
+static void conn_start(struct conn *c);
+
+/* A TLS handshake that failed says why at info level: a client certificate
+ * that does not verify is worth an operator's look, plain text sent to the
+ * port is not worth more. */
+static void tls_handshake_failed(struct conn *c)
+{
+    char why[256];
+    const char *reason = tls_last_error(why, sizeof(why));
+    log_info("TLS handshake failed for connection %s: %s", c->id,
+             *reason ? reason : "connection closed");
+    conn_abort(c, NULL);
+}
+
 static void on_event(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+    if (what & BEV_EVENT_CONNECTED) { /* the TLS handshake finished */
+        c->tls_open = true;
+        event_free(c->tls_deadline);
+        c->tls_deadline = NULL;
+        tls_handshake_done(bufferevent_openssl_get_ssl(bev));
+        conn_start(c);
+    } else if (c->tls && !c->tls_open && (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+        tls_handshake_failed(c);
+    else if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
         conn_abort(c, NULL);
-    else if ((what & BEV_EVENT_TIMEOUT) && !c->closing)
+    else if ((what & BEV_EVENT_TIMEOUT) && c->closing)
+        conn_abort(c, "output not drained in time");
+    else if (what & BEV_EVENT_TIMEOUT)
         conn_close(c, "idle timeout");
 }
 
@@ -529,7 +606,8 @@ static int peer_address(const struct conn *c, char *ip, size_t len)
 
 bool conn_attribute_read_only(const char *key)
 {
-    static const char *const ro[] = {"id", "type", "remoteIP", "remotePort", "connectedAt"};
+    static const char *const ro[] = {"id",         "type",        "remoteIP",
+                                     "remotePort", "connectedAt", "secure"};
     for (size_t i = 0; i < sizeof(ro) / sizeof(ro[0]); i++)
         if (!strcmp(key, ro[i]))
             return true;
@@ -549,6 +627,8 @@ json_object *conn_attributes(const struct conn *c)
     json_object_object_add(a, "remotePort", json_object_new_int(port));
     json_object_object_add(a, "connectedAt", json_object_new_int64(c->connected_at));
     json_object_object_add(a, "authenticated", json_object_new_boolean(0));
+    if (c->tls)
+        json_object_object_add(a, "secure", json_object_new_boolean(1));
     if (c->attrs_set) {
         json_object_object_foreach(c->attrs_set, key, value)
             json_object_object_add(a, key, json_object_get(value));
@@ -703,8 +783,86 @@ void conn_params_clear(struct conn *c)
     c->params_bytes = 0;
 }
 
-struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
-                      int addrlen)
+/* handshake_timeout passed and the TLS handshake is not done: a deadline
+ * from the accept, not an idle timer, so a client trickling its
+ * ClientHello a byte at a time does not keep the slot either. */
+static void on_tls_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    conn_abort(arg, "TLS handshake timeout");
+}
+
+/* The bufferevent of a TLS connection: OpenSSL over the socket itself (a
+ * socket BIO, which kernel TLS needs), accepting.  A client that closes
+ * without close_notify is an end of file, not an error. */
+static struct bufferevent *tls_bufferevent(struct worker *w, int fd)
+{
+    SSL *ssl = tls_session_new();
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+/* The connection's protocol starts: at once on a plain port, after the
+ * handshake over TLS (a client that never finishes it is never welcomed,
+ * never in a room). */
+/* Take C's place under the per-address limits (ip_limits.c), or mark it
+ * refused, logging which limit. */
+static void conn_take_ip(struct conn *c)
+{
+    enum ip_verdict v = ip_limits_take(&c->peer.sa);
+    c->ip_counted = v == IP_ADMITTED;
+    if (v == IP_TOO_MANY || v == IP_TOO_FAST) {
+        char ip[INET6_ADDRSTRLEN];
+        int port = peer_address(c, ip, sizeof(ip));
+        log_info("refusing a connection from %s:%d: %s reached", ip, port,
+                 v == IP_TOO_MANY ? "max_connections_per_ip" : "connection_rate_per_ip");
+        c->ip_refused = true;
+    }
+}
+
+void conn_forwarded(struct conn *c, const char *value, size_t len)
+{
+    struct sockaddr_storage client;
+    socklen_t client_len;
+    c->ip_deferred = false;
+    if (value && forwarded_client(value, len, settings.trusted_proxies, &client, &client_len) &&
+        client_len <= sizeof(c->peer))
+        memcpy(&c->peer, &client, client_len); /* remotePort: 0, the proxy's is not the client's */
+    conn_take_ip(c);
+}
+
+static void conn_start(struct conn *c)
+{
+    if (c->transport == TRANSPORT_WEBSOCKET &&
+        forwarded_trusted(&c->peer.sa, settings.trusted_proxies)) {
+        c->ip_deferred = true; /* the request names the client: proto_ws.c */
+        conn_set_idle_timeout(c);
+        c->proto->on_open(c);
+        return;
+    }
+    conn_take_ip(c);
+    if (c->ip_refused) {
+        /* A WebSocket client is answered 503 once its request is read
+         * (proto_ws.c): a reply to unread input would reach it as a reset. */
+        if (c->transport != TRANSPORT_WEBSOCKET) {
+            conn_refuse(c);
+            return;
+        }
+    }
+    conn_set_idle_timeout(c);
+    if (c->proto->on_open)
+        c->proto->on_open(c);
+}
+
+struct conn *conn_new(struct worker *w, int fd, enum transport t, bool tls,
+                      const struct sockaddr *addr, int addrlen)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (!c)
@@ -712,7 +870,9 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     evutil_make_socket_nonblocking(fd);
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->tls = tls;
+    c->bev =
+        tls ? tls_bufferevent(w, fd) : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         goto fail;
     c->fd = fd;
@@ -734,12 +894,21 @@ struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct s
     atomic_fetch_add(&conns_by_transport[t], 1);
     worker_count(w, stat_connections);
 
+    if (tls) { /* OpenSSL writes from the bufferevent's output (conn_flush_tls) */
+        struct timeval handshake = {settings.handshake_timeout, 0};
+        bufferevent_setcb(c->bev, on_read, on_tls_written, on_event, c);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+        c->tls_deadline = evtimer_new(w->base, on_tls_deadline, c);
+        if (!c->tls_deadline)
+            conn_abort(c, "out of memory"); /* reaped on the next turn */
+        else
+            evtimer_add(c->tls_deadline, &handshake);
+        return c;
+    }
     bufferevent_setcb(c->bev, on_read, NULL, on_event, c);
-    conn_set_idle_timeout(c);
     bufferevent_disable(c->bev, EV_WRITE); /* output: conn_flush() */
     bufferevent_enable(c->bev, EV_READ);
-    if (c->proto->on_open)
-        c->proto->on_open(c);
+    conn_start(c);
     return c;
 fail:
     log_error("cannot set up a new connection: out of memory");
@@ -824,6 +993,53 @@ static json_object *goodbye_json(const char *reason)
     return o;
 }
 
+/* Stop reading and reap C once what it has queued is out (within
+ * CLOSE_DRAIN_TIMEOUT_SEC over TLS; write_wait's deadline otherwise). */
+static void close_after_output(struct conn *c)
+{
+    c->closing = true;
+    bufferevent_disable(c->bev, EV_READ);
+    if (c->tls) { /* OpenSSL's output must drain too, within the deadline */
+        struct timeval drain = {CLOSE_DRAIN_TIMEOUT_SEC, 0};
+        bufferevent_set_timeouts(c->bev, NULL, &drain);
+        if (!c->out && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            schedule_reap(c);
+        else
+            output_added(c);
+        return;
+    }
+    if (!c->out) {
+        schedule_reap(c);
+        return;
+    }
+    if (c->write_waiting) /* re-armed with the drain deadline */
+        write_wait(c);
+    else
+        output_added(c); /* the flush reaps it once drained */
+}
+
+void conn_refuse(struct conn *c)
+{
+    char http[512];
+    json_object *bye = goodbye_json(IP_LIMIT_REASON);
+    size_t len;
+    const char *text = json_object_to_json_string_length(bye, ROOMD_JSON_FLAGS, &len);
+    if (c->transport == TRANSPORT_WEBSOCKET) {
+        int n = snprintf(http, sizeof(http),
+                         "HTTP/1.1 503 Service Unavailable\r\n"
+                         "Content-Type: application/json\r\n"
+                         "Connection: close\r\n"
+                         "Content-Length: %zu\r\n\r\n%s",
+                         len, text);
+        if (n > 0 && (size_t)n < sizeof(http))
+            conn_send_raw(c, http, (size_t)n);
+    } else
+        send_json_text(c, bye);
+    json_object_put(bye);
+    if (!c->dead)
+        close_after_output(c);
+}
+
 void conn_close(struct conn *c, const char *reason)
 {
     if (c->dead || c->closing)
@@ -842,16 +1058,7 @@ void conn_close(struct conn *c, const char *reason)
     }
     if (c->proto->send_close) /* RFC 6455: 1001 "going away" at shutdown */
         c->proto->send_close(c, reason && !strcmp(reason, "server shutdown") ? 1001 : 1000);
-    c->closing = true;
-    bufferevent_disable(c->bev, EV_READ);
-    if (!c->out) {
-        schedule_reap(c);
-        return;
-    }
-    if (c->write_waiting) /* re-armed with the drain deadline */
-        write_wait(c);
-    else
-        output_added(c); /* the flush reaps it once drained */
+    close_after_output(c);
 }
 
 void conn_abort(struct conn *c, const char *why)
@@ -906,7 +1113,11 @@ void conn_reap(struct conn *c)
     out_discard(c);
     if (c->write_ev)
         event_free(c->write_ev);
+    if (c->tls_deadline)
+        event_free(c->tls_deadline);
     bufferevent_free(c->bev);
+    if (c->ip_counted)
+        ip_limits_release(&c->peer.sa);
     json_object_put(c->attrs_set);
     json_object_put(c->params);
     free(c->room);
@@ -1050,7 +1261,7 @@ void conn_apply_settings(struct worker *w)
     struct conn *c, *next;
     HASH_ITER(hh, w->conns, c, next)
     {
-        if (c->dead || c->closing)
+        if (c->dead || c->closing || (c->tls && !c->tls_open))
             continue;
         conn_set_idle_timeout(c);
         if (c->proto->on_settings)

@@ -95,10 +95,16 @@ struct conn {
     struct conn_bucket say_bucket;  /* say_rate / say_burst */
     struct conn_bucket join_bucket; /* join_rate / join_burst */
 
-    void *proto_state;  /* the transport's own state (WebSocket: wslay) */
-    bool session;       /* welcomed: the protocol session has started */
-    bool input_paused;  /* requests wait: the welcome is not out yet */
-    bool skipping_line; /* the rest of an overlong line is being dropped */
+    void *proto_state;          /* the transport's own state (WebSocket: wslay) */
+    bool tls;                   /* on tls_port or wss_port: bev is an OpenSSL bufferevent */
+    bool tls_open;              /* ... and its handshake has finished */
+    struct event *tls_deadline; /* handshake_timeout, from the accept; NULL once open */
+    bool ip_counted;            /* ip_limits_take() admitted it: release at reap */
+    bool ip_refused;            /* over a per-address limit: conn_refuse() answers */
+    bool ip_deferred;           /* from a trusted proxy: limits wait for X-Forwarded-For */
+    bool session;               /* welcomed: the protocol session has started */
+    bool input_paused;          /* requests wait: the welcome is not out yet */
+    bool skipping_line;         /* the rest of an overlong line is being dropped */
     size_t line_seen;   /* line transport: bytes of input searched, no end of line in them */
     size_t line_pulled; /* ... and made contiguous by the last pull-up (line_partial) */
     bool reap_deferred; /* dead, but a store callback still holds it */
@@ -129,9 +135,10 @@ struct conn_proto {
     void (*on_settings)(struct conn *c);
 };
 
-/* Take ownership of an accepted socket on worker W: welcome, default room. */
-struct conn *conn_new(struct worker *w, int fd, enum transport t, const struct sockaddr *addr,
-                      int addrlen);
+/* Take ownership of an accepted socket on worker W: welcome, default room
+ * (over TLS when TLS: once its handshake has finished). */
+struct conn *conn_new(struct worker *w, int fd, enum transport t, bool tls,
+                      const struct sockaddr *addr, int addrlen);
 /* Send an object to the client (consumes OBJ). */
 void conn_send_json(struct conn *c, json_object *obj);
 /* Send a shared message (a reference is queued, the bytes are not copied);
@@ -155,6 +162,16 @@ void conn_check_output_limit(struct conn *c);
 /* Write every connection of W with new output (W's flush event). */
 void conn_flush_pending(struct worker *w);
 
+/* C is over a per-address limit (c->ip_refused): a line client gets the
+ * goodbye "too many connections from this address", a WebSocket client
+ * (once its request is read) an HTTP 503 with the same JSON; then it
+ * closes after the answer is out. */
+void conn_refuse(struct conn *c);
+/* A WebSocket request from a trusted proxy (c->ip_deferred) was read: take
+ * the client address from its X-Forwarded-For (VALUE, LEN bytes; NULL:
+ * none, the proxy's own stays) and apply the per-address limits to it,
+ * setting c->ip_refused when over one. */
+void conn_forwarded(struct conn *c, const char *value, size_t len);
 /* Say goodbye with REASON (NULL: none) and close once the output drained. */
 void conn_close(struct conn *c, const char *reason);
 /* Close at once, discarding pending output (peer gone, slow reader). */
@@ -188,7 +205,7 @@ json_object *conn_details(const struct conn *c);
 json_object *conn_attributes(const struct conn *c);
 /* Set attribute KEY to VALUE (consumed; NULL deletes it).  ERR_NONE;
  * ERR_ATTRIBUTE_READ_ONLY for a built-in (id, type, remoteIP, remotePort,
- * connectedAt); ERR_PARAMS_TOO_LARGE when the attributes set would pass
+ * connectedAt, secure); ERR_PARAMS_TOO_LARGE when the attributes set would pass
  * max_params_bytes (keys plus compact JSON texts); ERR_STORE_UNAVAILABLE
  * when out of memory.  Nothing changes unless ERR_NONE. */
 enum roomd_err conn_set_attribute(struct conn *c, const char *key, json_object *value);

@@ -36,6 +36,7 @@ static const char *const err_texts[ERR__COUNT] = {
     [ERR_NOT_FOUND] = "not found",
     [ERR_METHOD_NOT_ALLOWED] = "method not allowed",
     [ERR_MALFORMED_PATH] = "malformed path",
+    [ERR_ORIGIN_NOT_ALLOWED] = "origin not allowed",
 };
 
 const char *err_text(enum roomd_err err)

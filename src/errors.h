@@ -40,6 +40,7 @@ enum roomd_err {
     ERR_NOT_FOUND,
     ERR_METHOD_NOT_ALLOWED,
     ERR_MALFORMED_PATH,
+    ERR_ORIGIN_NOT_ALLOWED,
     ERR__COUNT
 };
 

@@ -8,7 +8,7 @@
  * request gets a static file, 404 or 405 (400 when malformed or over
  * WS_HTTP_MAX_HEAD) and the connection closes; it never was a session, so
  * there is no goodbye.  The whole request must arrive within
- * WS_HANDSHAKE_TIMEOUT_SEC (a deadline, not an idle timer: a client
+ * handshake_timeout seconds (a deadline, not an idle timer: a client
  * trickling a byte at a time does not keep the slot).
  *
  * After the upgrade, struct ws_stream reads frames with libwslay's event
@@ -54,15 +54,11 @@
 #include "http_static.h"
 #include "log.h"
 #include "msg.h"
+#include "origin.h"
 #include "proto.h"
 #include "proto_ws.h"
 #include "utf8.h"
 #include "verbs.h"
-
-/* How long a client has to send its whole request (handshake or static
- * file) after connecting: a browser sends it at once, so ten seconds
- * covers a slow mobile link and still frees a slowloris slot quickly. */
-#define WS_HANDSHAKE_TIMEOUT_SEC 10
 
 /* RFC 6455 1.3: the GUID appended to Sec-WebSocket-Key before hashing. */
 static const char WS_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -121,8 +117,8 @@ struct ws_http {
     struct ws_span url, field, value;
     bool upgrade_websocket;  /* an Upgrade header names websocket */
     bool connection_upgrade; /* a Connection header names upgrade */
-    int nkey, nversion, nhost;
-    struct ws_span key, version;
+    int nkey, nversion, nhost, norigin, nforwarded;
+    struct ws_span key, version, host, origin, forwarded;
     char *head; /* grown as the request arrives, up to WS_HTTP_MAX_HEAD */
 };
 
@@ -196,6 +192,13 @@ static void header_done(struct ws_http *h)
         h->version = value;
     } else if (span_is(h, h->field, "Host")) {
         h->nhost++;
+        h->host = value;
+    } else if (span_is(h, h->field, "X-Forwarded-For")) {
+        h->nforwarded++; /* the last one: what the trusted proxy added ends it */
+        h->forwarded = value;
+    } else if (span_is(h, h->field, "Origin")) {
+        h->norigin++;
+        h->origin = value;
     }
 }
 
@@ -354,6 +357,9 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
     case HTTP_STATUS_METHOD_NOT_ALLOWED:
         body = BODY_405, len = sizeof(BODY_405) - 1;
         break;
+    case HTTP_STATUS_FORBIDDEN: /* the one 403: websocket_origins */
+        body = err_text(ERR_ORIGIN_NOT_ALLOWED), len = strlen(body);
+        break;
     default:
         body = BODY_400, len = sizeof(BODY_400) - 1;
         break;
@@ -362,7 +368,8 @@ static void reply_error(struct ws_http_reply *r, enum http_status status, const 
 }
 
 /* The upgrade request is checked as RFC 6455 4.2.1 asks: HTTP/1.1 or later,
- * exactly one Host header (RFC 7230 5.4 answers 400 otherwise),
+ * exactly one Host header (RFC 7230 5.4 answers 400 otherwise), an Origin
+ * websocket_origins allows (403 otherwise; see origin.c),
  * "Connection: Upgrade", version 13 (else 400 naming the version roomd
  * speaks, as 4.2.2 allows), exactly one well-formed key. */
 static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
@@ -371,6 +378,12 @@ static void reply_upgrade(const struct ws_http *h, struct ws_http_reply *r)
     if (p->http_major < 1 || (p->http_major == 1 && p->http_minor < 1) || h->nhost != 1 ||
         !h->connection_upgrade) {
         reply_error(r, HTTP_STATUS_BAD_REQUEST, "");
+        return;
+    }
+    if (h->norigin > 1 ||
+        !origin_allowed(h->norigin ? h->head + h->origin.off : NULL, h->origin.len,
+                        h->head + h->host.off, h->host.len, settings.websocket_origins)) {
+        reply_error(r, HTTP_STATUS_FORBIDDEN, "");
         return;
     }
     if (h->nversion != 1 || !span_is(h, h->version, WS_VERSION)) {
@@ -918,7 +931,7 @@ static void ws_on_open(struct conn *c)
         conn_abort(c, "out of memory");
         return;
     }
-    struct timeval limit = {WS_HANDSHAKE_TIMEOUT_SEC, 0};
+    struct timeval limit = {settings.handshake_timeout, 0}; /* a browser sends it at once */
     evtimer_add(ws->deadline, &limit);
 }
 
@@ -926,10 +939,19 @@ static void ws_on_open(struct conn *c)
  * closes once the answer is out (no goodbye: there was no session). */
 static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_reply *r)
 {
+    if (c->ip_deferred) /* from a trusted proxy: the client is in X-Forwarded-For */
+        conn_forwarded(c, ws->http->nforwarded ? ws->http->head + ws->http->forwarded.off : NULL,
+                       ws->http->forwarded.len);
     http_give_back(ws->http);
     ws->http = NULL;
     event_free(ws->deadline); /* an idle session keeps no timer */
     ws->deadline = NULL;
+    if (c->ip_refused) { /* a per-address limit: 503 whatever was asked */
+        struct evbuffer *in = bufferevent_get_input(c->bev);
+        evbuffer_drain(in, evbuffer_get_length(in));
+        conn_refuse(c);
+        return;
+    }
     conn_send_raw(c, r->head, r->head_len);
     conn_send_raw(c, r->body, r->body_len); /* nothing when empty */
     if (r->status != HTTP_STATUS_SWITCHING_PROTOCOLS) {
@@ -1022,7 +1044,7 @@ static size_t ws_frame(const struct msg *m, uint8_t *header, size_t *body_len)
 static void ws_send_close(struct conn *c, int code)
 {
     struct ws_conn *ws = c->proto_state;
-    if (ws->stream)
+    if (ws && ws->stream)
         ws_stream_close(ws->stream, (uint16_t)code);
 }
 

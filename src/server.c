@@ -26,6 +26,7 @@
 #include "registry.h"
 #include "roomd.h"
 #include "store.h"
+#include "tls.h"
 #include "worker.h"
 
 static void usage(FILE *out)
@@ -224,6 +225,8 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
     struct roomd_config *old = config_swap(next);
     log_set_level((enum log_level)log_level_parse(settings.log_level));
     log_reopen(settings.log_file);
+    if (tls_reload(err, sizeof(err)) < 0)
+        log_error("SIGHUP: TLS certificate not reloaded, the old one stays: %s", err);
     create_starting_rooms();
     retire->old = old;
     atomic_init(&retire->pending, nworkers);
@@ -257,6 +260,12 @@ int roomd_init(int argc, char **argv)
         fprintf(stderr, "roomd: log_file %s: cannot open it\n", settings.log_file);
         return 2;
     }
+    char tls_err[1024];
+    if (tls_init(tls_err, sizeof(tls_err)) < 0) {
+        fprintf(stderr, "roomd: %s\n", tls_err);
+        log_error("%s", tls_err);
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     /* Locking on for the main base only: workers hand it admin answers. */
     evthread_use_pthreads();
@@ -270,14 +279,25 @@ int roomd_init(int argc, char **argv)
     return 0;
 }
 
+/* ", tls port N, wss port M" for the ready line, or "" without TLS. */
+static const char *tls_ready_note(void)
+{
+    static char note[64];
+    note[0] = '\0';
+    if (tls_wanted())
+        snprintf(note, sizeof(note), ", tls port %d, wss port %d", settings.tls_port,
+                 settings.wss_port);
+    return note;
+}
+
 /* Every listener is open and the store works: say so (the line scripts
  * and tests wait for) and tell systemd. */
 static void announce_ready(void)
 {
     write_pid_file();
-    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
+    log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s%s",
              settings.port, settings.websocket_port, *settings.admin_key ? settings.admin_port : 0,
-             nworkers, settings.store);
+             nworkers, settings.store, tls_ready_note());
     notify("READY=1");
 }
 
@@ -287,10 +307,14 @@ int roomd_run(void)
     if (!initialized || workers_start(nworkers) < 0)
         return 1;
     if ((settings.port > 0 &&
-         acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET) < 0) ||
+         acceptor_listen(base, settings.bind, settings.port, TRANSPORT_SOCKET, false) < 0) ||
         (settings.websocket_port > 0 &&
          acceptor_listen(base, settings.websocket_bind, settings.websocket_port,
-                         TRANSPORT_WEBSOCKET) < 0) ||
+                         TRANSPORT_WEBSOCKET, false) < 0) ||
+        (settings.tls_port > 0 &&
+         acceptor_listen(base, settings.bind, settings.tls_port, TRANSPORT_SOCKET, true) < 0) ||
+        (settings.wss_port > 0 && acceptor_listen(base, settings.websocket_bind, settings.wss_port,
+                                                  TRANSPORT_WEBSOCKET, true) < 0) ||
         admin_start(base) < 0) {
         workers_stop(); /* they run already: stop them before roomd_cleanup frees them */
         return 1;
@@ -321,6 +345,7 @@ static void roomd_cleanup(void)
 {
     if (workers)
         workers_free();
+    tls_free();
     store_close();
     registry_shutdown();
     if (main_base)

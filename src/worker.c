@@ -30,6 +30,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "conn_proxy.h"
 #include "log.h"
 #include "msg.h"
 #include "registry.h"
@@ -704,6 +705,7 @@ static void on_shutdown_deadline(evutil_socket_t fd, short what, void *arg)
 static void worker_begin_shutdown(struct worker *w)
 {
     w->stopping = true;
+    conn_proxy_cancel_all(w);
     struct conn *c, *tmp;
     HASH_ITER(hh, w->conns, c, tmp)
     conn_close(c, "server shutdown");
@@ -745,9 +747,12 @@ static void run_job(struct worker *w, struct job *job)
         if (w->stopping) {
             close(job->u.conn.fd);
             conn_slot_release();
-        } else
-            conn_new(w, job->u.conn.fd, job->u.conn.transport, (struct sockaddr *)&job->u.conn.addr,
-                     (int)job->u.conn.addrlen);
+        } else if (settings.proxy_protocol)
+            conn_proxy_start(w, job->u.conn.fd, job->u.conn.transport, job->u.conn.tls,
+                             (struct sockaddr *)&job->u.conn.addr, job->u.conn.addrlen);
+        else
+            conn_new(w, job->u.conn.fd, job->u.conn.transport, job->u.conn.tls,
+                     (struct sockaddr *)&job->u.conn.addr, (int)job->u.conn.addrlen);
         break;
     case JOB_DELIVER:
         deliver_local(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);
@@ -794,6 +799,7 @@ static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     event_base_dispatch(w->base);
+    conn_proxy_cancel_all(w);
     store_worker_stop(w); /* its callbacks release what they held */
     struct conn *c, *tmp;
     HASH_ITER(hh, w->conns, c, tmp) /* whatever the grace period left */

@@ -39,6 +39,7 @@ struct job {
         struct {
             int fd;
             enum transport transport;
+            bool tls;
             struct sockaddr_storage addr;
             socklen_t addrlen;
         } conn;
@@ -54,10 +55,13 @@ struct job {
     } u;
 };
 
+struct proxy_wait; /* conn_proxy.c */
+
 struct worker {
     int index;
     pthread_t thread;
     struct event_base *base;
+    struct proxy_wait *proxy_waits; /* sockets still sending their PROXY header */
 
     /* The queue: other threads append under qlock and write to wake_fd
      * when it was empty; the worker swaps the whole list out at once. */

@@ -21,3 +21,4 @@ apt_install() {
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 (cd "$here" && npm install --no-save --no-audit --no-fund --loglevel=error)
 ROOMD=$build/src/roomd SCREENSHOT=$build/demo-page.png python3 "$here/test_demo_page.py"
+ROOMD=$build/src/roomd python3 "$here/test_tls_page.py"

@@ -1,6 +1,6 @@
 #!/bin/sh
 # tests/fuzz/run_fuzz.sh [BUILD-DIR [SECONDS [HARNESS...]]] -- build every libFuzzer harness
-# of tests/fuzz (or the ones named: ws line request json token config) with clang
+# of tests/fuzz (or the ones named: ws line request json token config proxy) with clang
 # -fsanitize=fuzzer,address,undefined and run each for SECONDS (default 15) from its seed
 # corpus tests/fuzz/corpus_NAME.  Prints the executions of each; exits non-zero on a crash
 # (the input is kept in BUILD-DIR/fuzz/, the log in BUILD-DIR/fuzz/fuzz_NAME.log).
@@ -15,7 +15,7 @@ top=$(cd "$here/../.." && pwd)
 build=$top/${1:-build}
 secs=${2:-15}
 if [ $# -gt 2 ]; then shift 2; else set --; fi
-harnesses=${*:-ws line request json token config}
+harnesses=${*:-ws line request json token config proxy}
 src=$top/src
 
 # The sources each harness fuzzes (compiled with coverage), and its extra libFuzzer options.
@@ -27,6 +27,7 @@ sources() {
     json) echo "$src/msg.c $src/utf8.c" ;;
     token) echo "$src/token.c $src/msg.c $src/utf8.c" ;;
     config) echo "$src/config.c" ;;
+    proxy) echo "$src/proxy_proto.c" ;;
     *) echo "run_fuzz: no harness '$1'" >&2; exit 2 ;;
     esac
 }

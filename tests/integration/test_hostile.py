@@ -28,6 +28,7 @@ max/p99/samples, control max, RSS before/after) are printed at the end.
 """
 
 import base64
+import collections
 import json
 import os
 import random
@@ -42,6 +43,7 @@ import time
 
 from harness import (ROOMD, Client, RoomdTestCase, Server, bye_line, err_line, free_port, main,
                      ok_line, reply_without_history, welcome_line)
+from tls_harness import TestCA, TlsClient
 
 CANARY_INTERVAL = 0.02   # seconds between canary says (50/s: under say_rate 100/s)
 CANARY_MAX = 0.050       # the canary's round trip must stay under 50 ms
@@ -52,8 +54,9 @@ RSS_SLACK_KB = 2048
 OUTPUT_LIMIT = 262144    # small, so the never-reading client is dropped fast
 MAX_LINE = 65536         # the default
 NROOMS = 10000
-HANDSHAKE_TIMEOUT = 10   # src/proto_ws.c WS_HANDSHAKE_TIMEOUT_SEC
+HANDSHAKE_TIMEOUT = 10   # handshake_timeout's default (TLS and WebSocket)
 LOW_NOFILE = 64
+TLS_HANDSHAKE_KB = 48    # OpenSSL's buffers of one handshake under way (see the TLS case)
 EMFILE_CPU_MAX = 0.20    # share of one core while saturated
 SAY_RATE, SAY_BURST = 100, 200  # the defaults
 TIMEOUT = 10
@@ -91,10 +94,30 @@ def percentile(values, p):
 # The canary: its own process
 # ---------------------------------------------------------------------------------------------
 
-def canary_main(port):
+def proxied_client(port, source="198.51.100.1", welcome=True):
+    """A line client on a proxy_protocol port: a PROXY v1 header naming SOURCE, then the
+    usual client (harness.Client on that socket)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    sock.sendall(("PROXY TCP4 %s 192.0.2.1 1 %d\r\n" % (source, port)).encode())
+    c = Client.__new__(Client)
+    c.sock = sock
+    sock.setblocking(False)
+    c.local_port = sock.getsockname()[1]
+    c.buf, c.eof, c.backlog, c.count, c._id = b"", False, collections.deque(), 0, None
+    c.welcome_raw = c.welcome = None
+    if welcome:
+        c.welcome_raw, c.welcome = c._next_message(time.monotonic() + TIMEOUT)
+    return c
+
+
+def canary_main(port, proxy=False):
     """Child process: two line clients in room "canary"; prints "rtt T LATENCY" per say (T on
-    CLOCK_MONOTONIC, shared with the parent) until its stdin closes."""
-    a, b = Client(port), Client(port)
+    CLOCK_MONOTONIC, shared with the parent) until its stdin closes.  PROXY: the port expects
+    a PROXY header first (proxy_protocol)."""
+    if proxy:
+        a, b = proxied_client(port), proxied_client(port, "198.51.100.2")
+    else:
+        a, b = Client(port), Client(port)
     for c in (a, b):
         r = c.request("roomChange canary")
         if r.get("status") != "OK":
@@ -129,9 +152,10 @@ def canary_main(port):
 
 
 class Canary:
-    def __init__(self, port):
+    def __init__(self, port, proxy=False):
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--canary",
-                                      str(port)], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                      str(port)] + (["--proxy"] if proxy else []),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         self.samples = []
         self.errors = []
         self.cond = threading.Condition()
@@ -342,11 +366,18 @@ class Hostile(RoomdTestCase):
     @classmethod
     def setUpClass(cls):
         cls.ws_port = free_port()
+        # The TLS ports (issue 14): garbage and stalled handshakes go there.
+        cls.tls_ca = TestCA()
+        cls.addClassCleanup(cls.tls_ca.remove)
+        cert = cls.tls_ca.cert("server")
+        cls.tls_port, cls.wss_port = free_port(), free_port()
+        tls = dict(tls_port=cls.tls_port, wss_port=cls.wss_port, tls_cert_file=cert[0],
+                   tls_key_file=cert[1])
         # starting_rooms holds the 10 000 churn rooms (about 70 kB of argument).  join_rate
         # is off: the churn case measures the registry under 10 000-room churn at full speed
         # (test_hardening_flow covers join_rate and the announcement budget).
         cls.start_class_server(websocket_port=cls.ws_port, output_limit=OUTPUT_LIMIT,
-                               default_room="", join_rate=0,
+                               default_room="", join_rate=0, **tls,
                                starting_rooms=",".join(["canary", "flood"] + ROOMS))
         cls.canary = Canary(cls.server.port)
         cls.addClassCleanup(cls.canary.stop)
@@ -360,7 +391,7 @@ class Hostile(RoomdTestCase):
     def connections(self):
         return self.server.admin_ok("GET", "/api/stats")["connections"]
 
-    def abuse(self, name, fn):
+    def abuse(self, name, fn, rss_slack_kb=RSS_SLACK_KB):
         """Run fn() as abuse; check the canary during it, the daemon and its RSS after."""
         base = self.connections()
         rss0 = self.server.rss_kb()
@@ -373,7 +404,7 @@ class Hostile(RoomdTestCase):
         control, _ = self.control.window(t0, t1)
         self.assertTrue(self.server.alive(), "roomd died during %s" % name)
         back = deadline_wait(lambda: self.connections() == base, TIMEOUT)
-        limit = rss0 * RSS_RATIO + RSS_SLACK_KB
+        limit = rss0 * RSS_RATIO + rss_slack_kb
         deadline_wait(lambda: self.server.rss_kb() <= limit, 5, 0.1)
         rss1 = self.server.rss_kb()
         result = {"case": name, "samples": len(lats), "max": max(lats) if lats else None,
@@ -523,6 +554,89 @@ class Hostile(RoomdTestCase):
             self.assertLess(last, HANDSHAKE_TIMEOUT + 2)
 
         self.abuse("WS handshake never ends", run)
+
+    # -- TLS ports (issue 14) ---------------------------------------------------------------
+
+    def test_tls_ports_garbage(self):
+        # Plain text, random bytes and a TLS record header followed by junk, to the line and
+        # WebSocket TLS ports: each connection is closed, nothing answered in the clear.
+        rng = random.Random(14)
+        payloads = [b"say hello in the clear\r\n" * 50, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"\x16\x03\x01\x00\x10" + b"\xff" * 16, b"\x16\x03\x01\xff\xff" + b"A" * 4096]
+
+        def one(i):
+            port = (self.tls_port, self.wss_port)[i % 2]
+            data = payloads[i % len(payloads)] if i < 8 else rng.randbytes(16384)
+            s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass  # already closed on the first bytes
+            got = b""
+            while True:
+                try:
+                    chunk = s.recv(65536)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            # At most a TLS alert record (content type 21), never chat protocol text.
+            self.assertTrue(got == b"" or got[:1] == b"\x15", got[:100])
+
+        def run():
+            end = time.monotonic() + MIN_ABUSE_SECONDS
+            i = 0
+            while time.monotonic() < end:
+                in_threads(one, [(i + k,) for k in range(8)])
+                i += 8
+            c = TlsClient(self.tls_port, self.tls_ca.ca_file)  # the port still serves
+            self.assertEqual(c.welcome_raw, welcome_line(None))
+            c.close()
+
+        self.abuse("garbage to the TLS ports", run)
+
+    def test_tls_handshake_never_completes(self):
+        # 100 clients on the TLS ports: half never send a byte, half a ClientHello cut short.
+        # All are closed after handshake_timeout (HANDSHAKE_TIMEOUT), none before.
+        nconn = 100
+        partial = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 20
+
+        def run():
+            socks = []
+            started = time.monotonic()
+            for i in range(nconn):
+                port = (self.tls_port, self.wss_port)[i % 2]
+                s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+                if i % 4 < 2:
+                    s.sendall(partial)
+                s.setblocking(False)
+                socks.append(s)
+            closed_at = {}
+            while len(closed_at) < nconn and time.monotonic() < started + HANDSHAKE_TIMEOUT + 5:
+                live = [s for s in socks if s not in closed_at]
+                r, _, _ = select.select(live, [], [], 0.5)
+                for s in r:
+                    try:
+                        data = s.recv(4096)
+                    except (ConnectionResetError, BlockingIOError):
+                        data = b""
+                    if data == b"" or data[:1] == b"\x15":  # EOF, or an alert before it
+                        closed_at.setdefault(s, time.monotonic() - started)
+                    if data:
+                        self.assertEqual(data[:1], b"\x15", "answered an unfinished handshake")
+            for s in socks:
+                s.close()
+            self.assertEqual(len(closed_at), nconn, "TLS handshakes still open after %ss"
+                             % (HANDSHAKE_TIMEOUT + 5))
+            first, last = min(closed_at.values()), max(closed_at.values())
+            self.assertGreaterEqual(first, HANDSHAKE_TIMEOUT - 0.5)
+            self.assertLess(last, HANDSHAKE_TIMEOUT + 2)
+
+        # Each handshake under way holds OpenSSL's record buffers (about 40 KiB); freed, glibc's
+        # per-worker arenas keep them for reuse (a second round does not grow it again).
+        self.abuse("TLS handshake never ends", run, RSS_SLACK_KB + nconn * TLS_HANDSHAKE_KB)
 
     def test_websocket_1mib_frames(self):
         frame = b"a" * (1 << 20)
@@ -715,6 +829,115 @@ class Hostile(RoomdTestCase):
         self.abuse("3000 connections dropped", run)
 
 
+class HostileProxy(RoomdTestCase):
+    """PROXY headers (issue 14): malformed, split over many packets, never finished -- on a
+    proxy_protocol daemon, under its own canary (which sends valid headers), with the checks
+    of Hostile.abuse."""
+
+    abuse = Hostile.abuse
+    connections = Hostile.connections
+    PROXY_TIMEOUT = 2  # handshake_timeout of this daemon
+
+    @classmethod
+    def setUpClass(cls):
+        cls.start_class_server(proxy_protocol=True, default_room="", starting_rooms="canary",
+                               handshake_timeout=cls.PROXY_TIMEOUT)
+        cls.canary = Canary(cls.server.port, proxy=True)
+        cls.addClassCleanup(cls.canary.stop)
+        cls.control_server = Server(default_room="", starting_rooms="canary")
+        cls.addClassCleanup(cls.control_server.stop)
+        cls.control = Canary(cls.control_server.port)
+        cls.addClassCleanup(cls.control.stop)
+
+    def test_malformed_headers(self):
+        rng = random.Random(41)
+        bad = [b"say hello\r\n", b"PROXY TCP4 1.2.3.4\r\n", b"PROXY TCP9 a b 1 2\r\n",
+               b"PROXY " + b"9" * 200, b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\xff\xff",
+               b"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x02ab"]
+
+        def one(i):
+            data = bad[i % len(bad)] if i < 12 else rng.randbytes(2048)
+            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
+            try:
+                s.sendall(data)
+            except OSError:
+                pass
+            got = b""
+            while True:
+                try:
+                    chunk = s.recv(4096)
+                except (ConnectionResetError, socket.timeout):
+                    break
+                if not chunk:
+                    break
+                got += chunk
+            s.close()
+            self.assertEqual(got, b"", "answered a connection without a valid PROXY header")
+
+        def run():
+            end = time.monotonic() + MIN_ABUSE_SECONDS
+            i = 0
+            while time.monotonic() < end:
+                in_threads(one, [(i + k,) for k in range(8)])
+                i += 8
+
+        self.abuse("malformed PROXY headers", run)
+
+    def test_split_and_stalled_headers(self):
+        # 50 clients send a valid header a few bytes per packet (all get in, each with its own
+        # address); 50 send half of one and stop (all closed at handshake_timeout, none before).
+        nconn = 50
+
+        def run():
+            started = time.monotonic()
+            split, stalled = [], []
+            for i in range(nconn):
+                for group in (split, stalled):
+                    s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
+                    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    group.append(s)
+            headers = [("PROXY TCP4 203.0.113.%d 192.0.2.1 %d 1\r\n" % (i + 1, i + 1)).encode()
+                       for i in range(nconn)]
+            for pos in range(0, max(map(len, headers)), 4):
+                for s, h in zip(split, headers):
+                    if pos < len(h):
+                        s.sendall(h[pos:pos + 4])
+                for s, h in zip(stalled, headers):
+                    if pos < len(h) // 2:
+                        s.sendall(h[pos:min(pos + 4, len(h) // 2)])
+                time.sleep(0.005)  # the pieces' pace, not a wait
+            clients = []
+            for s, i in zip(split, range(nconn)):
+                c = Client.__new__(Client)
+                c.sock, c.buf, c.eof, c.count, c._id = s, b"", False, 0, None
+                c.backlog = collections.deque()
+                s.setblocking(False)
+                c.welcome_raw, c.welcome = c._next_message(time.monotonic() + TIMEOUT)
+                clients.append(c)
+            for i, c in enumerate(clients[:5]):
+                self.assertEqual(c.details()["remoteIP"], "203.0.113.%d" % (i + 1))
+            closed_at = {}
+            while len(closed_at) < nconn and time.monotonic() < started + self.PROXY_TIMEOUT + 5:
+                live = [s for s in stalled if s not in closed_at]
+                r, _, _ = select.select(live, [], [], 0.5)
+                for s in r:
+                    try:
+                        data = s.recv(4096)
+                    except (ConnectionResetError, BlockingIOError):
+                        data = b""
+                    self.assertEqual(data, b"", "answered an unfinished PROXY header")
+                    closed_at[s] = time.monotonic() - started
+            for s in stalled:
+                s.close()
+            for c in clients:
+                c.close()
+            self.assertEqual(len(closed_at), nconn, "PROXY headers still open")
+            self.assertGreaterEqual(min(closed_at.values()), self.PROXY_TIMEOUT - 0.5)
+            self.assertLess(max(closed_at.values()), self.PROXY_TIMEOUT + 2)
+
+        self.abuse("PROXY headers split / stalled", run)
+
+
 class Emfile(RoomdTestCase):
     """The acceptor out of file descriptors: backs off, does not spin, recovers."""
 
@@ -763,6 +986,6 @@ class Emfile(RoomdTestCase):
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--canary"]:
-        canary_main(int(sys.argv[2]))
+        canary_main(int(sys.argv[2]), sys.argv[3:4] == ["--proxy"])
     else:
         main()

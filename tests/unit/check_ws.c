@@ -82,10 +82,13 @@ END_TEST
 
 /* ============================================================= handshake */
 
+/* RFC 6455 1.3's request, but from a page of the same host: its Origin
+ * http://example.com is another site than server.example.com, which an empty
+ * websocket_origins refuses (test_ws_origin.py covers that). */
 #define GOOD_UPGRADE                                                                               \
     "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n"                     \
     "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"                       \
-    "Origin: http://example.com\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    "Origin: http://server.example.com\r\nSec-WebSocket-Version: 13\r\n\r\n"
 
 struct handshake {
     enum ws_http_result r;
