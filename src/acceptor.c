@@ -2,7 +2,8 @@
  *
  * The acceptor never reads client data.  Each accepted socket goes to the
  * next worker in turn as a JOB_NEW_CONN; above max_connections it gets the
- * goodbye line instead and is closed.  When accept() fails for want of file
+ * goodbye line instead and is closed (on a TLS port it is only closed: the
+ * acceptor speaks no TLS).  When accept() fails for want of file
  * descriptors the listener pauses briefly instead of spinning on EMFILE.
  * The admin API (admin.c) binds its port and backs off through the same
  * two functions (acceptor_bind, acceptor_backoff_needed). */
@@ -58,7 +59,10 @@ static void on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     struct listener *l = arg;
     if (!conn_slot_take(settings.max_connections)) {
         log_warn("max_connections (%ld) reached: refusing a client", settings.max_connections);
-        refuse(fd, l->transport);
+        if (l->tls) /* plain text would reach a TLS client as garbage; the acceptor does no TLS */
+            close(fd);
+        else
+            refuse(fd, l->transport);
         return;
     }
     struct job *job = calloc(1, sizeof(*job));

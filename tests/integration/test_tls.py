@@ -87,6 +87,21 @@ class Tls(RoomdTestCase):
         raw.close()
         self.tls_client()  # the port still works
 
+    def test_max_connections_on_the_tls_port_closes_without_plain_text(self):
+        # The acceptor refuses above max_connections before any TLS: a plain-text goodbye
+        # would reach a TLS client as a broken record ("wrong version number"); it is closed.
+        self.tls_server(max_connections=1)
+        first = self.tls_client()
+        raw = socket.create_connection(("127.0.0.1", self.tls_port), timeout=5)
+        ctx = ssl.create_default_context(cafile=self.ca.ca_file)
+        ctx.check_hostname = False
+        with self.assertRaises((ssl.SSLError, ConnectionError)) as refused:
+            ctx.wrap_socket(raw, server_hostname="localhost")
+        raw.close()
+        self.assertNotIn("WRONG_VERSION_NUMBER", str(refused.exception).upper().replace(" ", "_"))
+        self.server.wait_log("max_connections (1) reached")
+        self.assertOK(first, "say still here")
+
     def test_client_certificate_required(self):
         self.tls_server(tls_ca_cert_file=self.ca.ca_file, tls_client_auth="yes")
         good = self.tls_client(cert=self.client_cert)
