@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "history.h"
 #include "log.h"
+#include "redis/url.h"
 #include "registry.h"
 #include "roomd.h"
 #include "store.h"
@@ -274,10 +275,11 @@ int roomd_init(int argc, char **argv)
  * and tests wait for) and tell systemd. */
 static void announce_ready(void)
 {
+    char shown[1024];
     write_pid_file();
     log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s",
              settings.port, settings.websocket_port, *settings.admin_key ? settings.admin_port : 0,
-             nworkers, settings.store);
+             nworkers, redis_url_shown(settings.store, shown, sizeof(shown)));
     notify("READY=1");
 }
 

@@ -50,6 +50,7 @@
 #include "history.h"
 #include "log.h"
 #include "msg.h"
+#include "redis/url.h"
 #include "registry.h"
 #include "store.h"
 #include "worker.h"
@@ -62,6 +63,8 @@
 /* Commands a link may have in flight before it counts as unavailable: a
  * paused Redis must not make roomd buffer without bound. */
 #define REDIS_MAX_IN_FLIGHT 100000
+/* Redis servers the store setting may list. */
+#define REDIS_MAX_URLS 64
 /* Heartbeats per server_timeout. */
 #define REDIS_HEARTBEATS_PER_TIMEOUT 5
 
@@ -163,33 +166,10 @@ static const char REAP_LUA[] =
 
 /* ---------------------------------------------------------- settings */
 
-static char redis_host[256];
-static int redis_port = 6379;
-static char redis_socket[256];
-static int redis_db;
+/* The Redis server (one: sharding over several is not built yet). */
+static struct redis_endpoint redis_ep;
 static char server_id[300];
 static char key_rooms[512], key_servers[512], key_bus[512], key_self_members[1024];
-
-/* "redis://HOST:PORT[/DB]" or "redis:///path/to/socket". */
-static int parse_url(const char *url)
-{
-    const char *p = url + strlen("redis://");
-    if (*p == '/') {
-        snprintf(redis_socket, sizeof(redis_socket), "%s", p);
-        return 0;
-    }
-    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
-    size_t hostlen = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
-    if (hostlen == 0 || hostlen >= sizeof(redis_host))
-        return -1;
-    memcpy(redis_host, p, hostlen);
-    redis_host[hostlen] = '\0';
-    if (colon && (redis_port = atoi(colon + 1)) <= 0)
-        return -1;
-    if (slash)
-        redis_db = atoi(slash + 1);
-    return 0;
-}
 
 /* P room:R:SUFFIX into BUF. */
 static const char *room_key(char *buf, size_t len, const char *room, const char *suffix)
@@ -218,21 +198,50 @@ static char *bus_message(const char *type, const char *room, const char *skip, c
 static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
 static redisContext *sync_ctx;
 
+/* Set when Redis refused our password (or wants one we lack): start-up
+ * stops rather than retry in silence something that will not heal. */
+static bool sync_auth_failed;
+
+/* Log in on a fresh blocking connection: AUTH with the password (and the
+ * ACL user) when one is set, else a PING that shows whether Redis wants
+ * one.  False, logged with the server named (never the password), when
+ * Redis said no. */
+static bool sync_login(redisContext *c)
+{
+    const char *argv[3] = {"AUTH"};
+    int argc = 1;
+    if (*redis_ep.password) {
+        if (*redis_ep.user)
+            argv[argc++] = redis_ep.user;
+        argv[argc++] = redis_ep.password;
+    } else {
+        argv[0] = "PING";
+    }
+    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
+    bool ok = r && r->type != REDIS_REPLY_ERROR;
+    if (r && !ok) {
+        log_error("redis: authentication failed at %s: %s", redis_ep.shown, r->str);
+        sync_auth_failed = true;
+    }
+    freeReplyObject(r);
+    return ok;
+}
+
 static redisContext *sync_connect(void)
 {
     struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = *redis_socket ? redisConnectUnixWithTimeout(redis_socket, tv)
-                                    : redisConnectWithTimeout(redis_host, redis_port, tv);
+    redisContext *c = *redis_ep.socket ? redisConnectUnixWithTimeout(redis_ep.socket, tv)
+                                       : redisConnectWithTimeout(redis_ep.host, redis_ep.port, tv);
     if (!c || c->err) {
         redisFree(c);
         return NULL;
     }
-    if (redisSetTimeout(c, tv) != REDIS_OK) {
+    if (redisSetTimeout(c, tv) != REDIS_OK || !sync_login(c)) {
         redisFree(c);
         return NULL;
     }
-    if (redis_db) {
-        redisReply *r = redisCommand(c, "SELECT %d", redis_db);
+    if (redis_ep.db) {
+        redisReply *r = redisCommand(c, "SELECT %d", redis_ep.db);
         freeReplyObject(r);
     }
     return c;
@@ -305,6 +314,7 @@ struct redis_link {
     int backoff_ms;
     _Atomic bool up; /* read by the metrics of the admin thread */
     long in_flight;
+    bool auth_failed; /* closed by us after a refused AUTH: retry later */
     void (*on_up)(struct redis_link *link);
     void *owner; /* the worker, or NULL for the bus subscriber */
 };
@@ -319,20 +329,59 @@ static void link_schedule_retry(struct redis_link *link)
     event_add(link->retry_ev, &tv);
 }
 
+/* The link is connected and logged in: it selects its database (before
+ * anything its owner sends) and counts as up. */
+static void link_up(struct redis_link *link)
+{
+    link->up = true;
+    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    log_info("redis (%s): connected to %s", link->name, redis_ep.shown);
+    if (redis_ep.db)
+        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", redis_ep.db);
+    if (link->on_up)
+        link->on_up(link);
+}
+
+/* AUTH's answer: up, or -- a wrong password, a missing one -- an error
+ * naming the server, and a close that retries with back-off (the password
+ * may be fixed on the Redis side meanwhile). */
+static void on_link_auth(redisAsyncContext *ac, void *reply, void *priv)
+{
+    struct redis_link *link = priv;
+    redisReply *r = reply;
+    if (!r || !link->ac)
+        return; /* the link went down or is being freed */
+    if (r->type == REDIS_REPLY_ERROR) {
+        log_error("redis (%s): authentication failed at %s: %s", link->name, redis_ep.shown,
+                  r->str);
+        link->auth_failed = true;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    link_up(link);
+}
+
 static void on_link_connect(const redisAsyncContext *ac, int status)
 {
     struct redis_link *link = ac->data;
     if (status != REDIS_OK) {
-        log_warn("redis (%s): cannot connect: %s", link->name, ac->errstr);
+        log_warn("redis (%s): cannot connect to %s: %s", link->name, redis_ep.shown, ac->errstr);
         link->ac = NULL; /* hiredis frees it */
         link_schedule_retry(link);
         return;
     }
-    link->up = true;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    log_info("redis (%s): connected", link->name);
-    if (link->on_up)
-        link->on_up(link);
+    /* AUTH when a password is set, else PING: both show a refusal. */
+    const char *argv[3] = {"AUTH"};
+    int argc = 1;
+    if (*redis_ep.password) {
+        if (*redis_ep.user)
+            argv[argc++] = redis_ep.user;
+        argv[argc++] = redis_ep.password;
+    } else {
+        argv[0] = "PING";
+    }
+    if (redisAsyncCommandArgv(link->ac, on_link_auth, link, argc, argv, NULL) != REDIS_OK)
+        redisAsyncDisconnect(link->ac);
 }
 
 static void on_link_disconnect(const redisAsyncContext *ac, int status)
@@ -341,7 +390,8 @@ static void on_link_disconnect(const redisAsyncContext *ac, int status)
     link->ac = NULL;
     link->up = false;
     link->in_flight = 0;
-    if (status != REDIS_OK) {
+    if (status != REDIS_OK || link->auth_failed) {
+        link->auth_failed = false;
         log_warn("redis (%s): connection lost: %s", link->name, ac->errstr);
         link_schedule_retry(link);
     }
@@ -354,8 +404,8 @@ static void on_link_retry(evutil_socket_t fd, short what, void *arg)
 
 static void link_connect(struct redis_link *link)
 {
-    link->ac = *redis_socket ? redisAsyncConnectUnix(redis_socket)
-                             : redisAsyncConnect(redis_host, redis_port);
+    link->ac = *redis_ep.socket ? redisAsyncConnectUnix(redis_ep.socket)
+                                : redisAsyncConnect(redis_ep.host, redis_ep.port);
     if (!link->ac || link->ac->err) {
         log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
         if (link->ac)
@@ -368,8 +418,6 @@ static void link_connect(struct redis_link *link)
     redisLibeventAttach(link->ac, link->base);
     redisAsyncSetConnectCallback(link->ac, on_link_connect);
     redisAsyncSetDisconnectCallback(link->ac, on_link_disconnect);
-    if (redis_db)
-        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", redis_db);
 }
 
 static struct redis_link *link_new(const char *name, struct event_base *base,
@@ -1632,10 +1680,27 @@ static json_object *redis_room_status(const char *room, long limit)
 
 static int redis_open(void)
 {
-    if (parse_url(settings.store) < 0) {
-        log_error("store: cannot parse '%s' (redis://HOST:PORT[/DB] or redis:///SOCKET)",
-                  settings.store);
+    char shown[1024], why[256];
+    redis_url_shown(settings.store, shown, sizeof(shown));
+    static struct redis_endpoint eps[REDIS_MAX_URLS];
+    int n = redis_url_list(settings.store, eps, REDIS_MAX_URLS, why, sizeof(why));
+    if (n < 0) {
+        log_error("store: cannot parse '%s' (%s; redis://[USER[:PASSWORD]@]HOST:PORT[/DB] or "
+                  "redis:///SOCKET)",
+                  shown, why);
         return -1;
+    }
+    if (n > 1) {
+        log_error("store: '%s': several Redis servers (shards) are not supported yet", shown);
+        return -1;
+    }
+    redis_ep = eps[0];
+    if (*settings.redis_password_file && !*redis_ep.password) {
+        if (redis_password_load(settings.redis_password_file, redis_ep.password,
+                                sizeof(redis_ep.password), why, sizeof(why)) < 0) {
+            log_error("redis_password_file: %s", why);
+            return -1;
+        }
     }
     if (*settings.server_id)
         snprintf(server_id, sizeof(server_id), "%s", settings.server_id);
@@ -1654,15 +1719,17 @@ static int redis_open(void)
 
     int delay = REDIS_BACKOFF_MIN_MS;
     while (!(sync_ctx = sync_connect())) {
+        if (sync_auth_failed)
+            return -1; /* logged, naming the server; waiting will not fix it */
         if (!settings.redis_wait) {
-            log_error("store: cannot reach Redis at %s", settings.store);
+            log_error("store: cannot reach Redis at %s", redis_ep.shown);
             return -1;
         }
-        log_warn("store: cannot reach Redis at %s; retrying in %d ms", settings.store, delay);
+        log_warn("store: cannot reach Redis at %s; retrying in %d ms", redis_ep.shown, delay);
         usleep((useconds_t)delay * 1000);
         delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
     }
-    log_info("store: Redis at %s, server id %s", settings.store, server_id);
+    log_info("store: Redis at %s, server id %s", redis_ep.shown, server_id);
     /* A restarted server starts clean: what its last life left goes. */
     reap_server(server_id, INT64_MAX);
     mirror_sync();

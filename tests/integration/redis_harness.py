@@ -53,15 +53,23 @@ class RedisError(Exception):
     pass
 
 
-def redis_command(port, *args, timeout=2):
-    """One command on a fresh connection; the parsed reply (bytes, int, list, None)."""
+def _encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def redis_command(port, *args, timeout=2, password=None):
+    """One command on a fresh connection (after AUTH PASSWORD when given); the parsed reply
+    (bytes, int, list, None)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        s.sendall(out)
         f = s.makefile("rb")
+        if password:
+            s.sendall(_encode(("AUTH", password)))
+            _read_reply(f)
+        s.sendall(_encode(args))
         return _read_reply(f)
 
 
@@ -102,6 +110,7 @@ class RedisServer:
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="roomd-redis-")
         self.log = os.path.join(self.dir, "redis.log")
+        self.password = None  # requirepass, once set_password set it: commands AUTH first
 
     @property
     def url(self):
@@ -118,6 +127,7 @@ class RedisServer:
     def start(self, port=None, timeout=10):
         """Start (on `port`, or the previous one, or a free one) and wait for PONG."""
         fixed = port or self.port
+        self.password = None  # a fresh redis-server asks for none
         for attempt in range(5):
             self.port = fixed or free_port()
             self.proc = subprocess.Popen(
@@ -152,7 +162,12 @@ class RedisServer:
             return ""
 
     def command(self, *args):
-        return redis_command(self.port, *args)
+        return redis_command(self.port, *args, password=self.password)
+
+    def set_password(self, password):
+        """CONFIG SET requirepass (None: none); this harness's commands follow it."""
+        self.command("CONFIG", "SET", "requirepass", password or "")
+        self.password = password
 
     def kill(self):
         """kill -9, as a crash; returns once the port refuses connections."""
