@@ -134,3 +134,10 @@ void store_when_ready(void (*fn)(void))
     else
         fn();
 }
+
+void store_bus_stats(struct store_bus_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (store->bus_stats)
+        store->bus_stats(out);
+}

@@ -24,6 +24,7 @@ struct worker;
 struct msg;
 struct history_position;
 struct history_read;
+struct store_bus_stats;
 
 struct store_result {
     enum roomd_err err;
@@ -81,6 +82,16 @@ struct store_ops {
      * the registry's. */
     json_object *(*room_history)(const char *room, long size, long ttl);
     json_object *(*room_messages)(const char *room, long limit);
+    /* The bus's figures, from any thread; NULL: no bus. */
+    void (*bus_stats)(struct store_bus_stats *out);
+};
+
+/* What a networked store's bus does, for /metrics and /api/stats. */
+struct store_bus_stats {
+    int shards;         /* Redis servers; 0: no bus (the memory store) */
+    uint64_t up;        /* bit N: shard N's link is up */
+    uint64_t received;  /* chat messages received from the bus, all shards */
+    long subscriptions; /* channels subscribed now */
 };
 
 extern const struct store_ops store_memory_ops;
@@ -133,6 +144,9 @@ void store_stream_read(struct worker *w, const char *room, const struct history_
  * and its last LIMIT kept messages; NULL when there is no such room. */
 json_object *store_room_history(const char *room, long size, long ttl);
 json_object *store_room_messages(const char *room, long limit);
+
+/* The bus's figures (all zero without a bus); any thread. */
+void store_bus_stats(struct store_bus_stats *out);
 
 /* Server-side operations, any thread. */
 int store_room_add(const char *room);  /* 1 created, 0 existed */

@@ -34,6 +34,7 @@
  * back-off, re-register their members and re-subscribe. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1030,6 +1031,9 @@ static void route_done(json_object *o)
 /* ---------------------------------------------------- the subscriber */
 
 static struct redis_link *bus_link;
+/* Read by the admin thread's metrics. */
+static _Atomic uint64_t bus_received;
+static _Atomic long bus_subscriptions;
 static struct event *heartbeat_ev;
 static int64_t bus_up_since; /* ms; the reaper waits a full timeout after */
 
@@ -1051,6 +1055,8 @@ static void bus_dispatch(const char *b, size_t len)
     f[4] = p;
     flen[4] = (size_t)(end - p);
     bool say = flen[1] == 3 && memcmp(f[1], "say", 3) == 0;
+    if (say || (flen[1] == 4 && memcmp(f[1], "chat", 4) == 0))
+        atomic_fetch_add_explicit(&bus_received, 1, memory_order_relaxed);
     if (!say && flen[0] == strlen(server_id) && memcmp(f[0], server_id, flen[0]) == 0)
         return; /* ours: delivered locally when published (a say comes from here) */
     char *room = strndup(f[2], flen[2]), *type = strndup(f[1], flen[1]);
@@ -1124,8 +1130,19 @@ static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (!strcmp(r->element[0]->str, "message"))
         bus_dispatch(r->element[2]->str, r->element[2]->len);
-    else if (!strcmp(r->element[0]->str, "subscribe"))
+    else if (!strcmp(r->element[0]->str, "subscribe")) {
+        if (r->element[2]->type == REDIS_REPLY_INTEGER)
+            bus_subscriptions = (long)r->element[2]->integer;
         on_bus_subscribed();
+    }
+}
+
+static void redis_bus_stats(struct store_bus_stats *out)
+{
+    out->shards = 1;
+    out->up = bus_link && bus_link->up ? 1 : 0;
+    out->received = atomic_load_explicit(&bus_received, memory_order_relaxed);
+    out->subscriptions = out->up ? bus_subscriptions : 0;
 }
 
 static void on_bus_up(struct redis_link *link)
@@ -1794,4 +1811,5 @@ const struct store_ops store_redis_ops = {
     .stream_read = redis_stream_read,
     .room_history = redis_room_history,
     .room_messages = redis_room_messages,
+    .bus_stats = redis_bus_stats,
 };
