@@ -112,7 +112,12 @@ json_object *store_room_status(const char *room, long limit)
 
 bool store_available(const struct worker *w)
 {
-    return !store->available || store->available(w);
+    return !store->available || store->available(w, NULL);
+}
+
+bool store_room_available(const struct worker *w, const char *room)
+{
+    return !store->available || store->available(w, room);
 }
 
 bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, const char *room,

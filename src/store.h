@@ -68,8 +68,9 @@ struct store_ops {
     /* Call FN (on the main thread) once the store is fully working; NULL:
      * at once. */
     void (*when_ready)(void (*fn)(void));
-    /* Whether W's operations can reach the store now; NULL: always. */
-    bool (*available)(const struct worker *w);
+    /* Whether W's operations on ROOM (NULL: on every room) can reach the
+     * store now; NULL: always. */
+    bool (*available)(const struct worker *w, const char *room);
     /* Whether rooms' streams are numbered and kept (PROTOCOL.md "History
      * and recovery"): positions are given and recoveries answered. */
     bool keeps_history;
@@ -124,6 +125,9 @@ bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, co
 /* Whether worker W can reach the store now (say needs it to reach every
  * server: while it cannot, say answers "store unavailable"). */
 bool store_available(const struct worker *w);
+/* Whether worker W can reach room ROOM's part of the store now (a sharded
+ * store: the room's shard). */
+bool store_room_available(const struct worker *w, const char *room);
 /* Whether room NAME is still generation UID (a cheap local check). */
 bool store_room_alive(const char *room, uint64_t uid);
 /* Deliver M to room ROOM's members and listeners but the connection

@@ -51,6 +51,7 @@
 #include "history.h"
 #include "log.h"
 #include "msg.h"
+#include "redis/shard.h"
 #include "redis/url.h"
 #include "registry.h"
 #include "store.h"
@@ -167,8 +168,30 @@ static const char REAP_LUA[] =
 
 /* ---------------------------------------------------------- settings */
 
-/* The Redis server (one: sharding over several is not built yet). */
-static struct redis_endpoint redis_ep;
+struct redis_link;
+
+/* One Redis server of the store (a shard: it holds the rooms the shard map
+ * gives it, their keys and their channel) and this server's links to it. */
+struct redis_shard {
+    int index;
+    struct redis_endpoint ep;
+    pthread_mutex_t sync_lock; /* the blocking link, shared by threads */
+    redisContext *sync_ctx;
+    int64_t sync_failed_at; /* monotonic ms; 0: healthy */
+    bool sync_auth_failed;  /* Redis refused our login */
+    struct redis_link *bus_link; /* the subscriber, on the main thread */
+    int64_t bus_up_since;        /* ms; the reaper waits a full timeout after */
+    _Atomic long subscriptions;  /* read by the metrics */
+    bool subscribed;             /* its bus was confirmed once: counts for ready */
+};
+static struct redis_shard shards[REDIS_MAX_URLS]; /* the first nshards */
+static int nshards;
+
+/* The shard that holds ROOM (redis/shard.h). */
+static struct redis_shard *room_shard(const char *room)
+{
+    return &shards[redis_shard_of(room, nshards)];
+}
 static char server_id[300];
 static char key_rooms[512], key_servers[512], key_bus[512], key_self_members[1024];
 
@@ -196,53 +219,47 @@ static char *bus_message(const char *type, const char *room, const char *skip, c
 
 /* --------------------------------------------------- the blocking link */
 
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static redisContext *sync_ctx;
-
-/* Set when Redis refused our password (or wants one we lack): start-up
- * stops rather than retry in silence something that will not heal. */
-static bool sync_auth_failed;
 
 /* Log in on a fresh blocking connection: AUTH with the password (and the
  * ACL user) when one is set, else a PING that shows whether Redis wants
  * one.  False, logged with the server named (never the password), when
  * Redis said no. */
-static bool sync_login(redisContext *c)
+static bool sync_login(struct redis_shard *sh, redisContext *c)
 {
     const char *argv[3] = {"AUTH"};
     int argc = 1;
-    if (*redis_ep.password) {
-        if (*redis_ep.user)
-            argv[argc++] = redis_ep.user;
-        argv[argc++] = redis_ep.password;
+    if (*sh->ep.password) {
+        if (*sh->ep.user)
+            argv[argc++] = sh->ep.user;
+        argv[argc++] = sh->ep.password;
     } else {
         argv[0] = "PING";
     }
     redisReply *r = redisCommandArgv(c, argc, argv, NULL);
     bool ok = r && r->type != REDIS_REPLY_ERROR;
     if (r && !ok) {
-        log_error("redis: authentication failed at %s: %s", redis_ep.shown, r->str);
-        sync_auth_failed = true;
+        log_error("redis: authentication failed at %s: %s", sh->ep.shown, r->str);
+        sh->sync_auth_failed = true; /* start-up stops: waiting will not heal it */
     }
     freeReplyObject(r);
     return ok;
 }
 
-static redisContext *sync_connect(void)
+static redisContext *sync_connect(struct redis_shard *sh)
 {
     struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = *redis_ep.socket ? redisConnectUnixWithTimeout(redis_ep.socket, tv)
-                                       : redisConnectWithTimeout(redis_ep.host, redis_ep.port, tv);
+    redisContext *c = *sh->ep.socket ? redisConnectUnixWithTimeout(sh->ep.socket, tv)
+                                       : redisConnectWithTimeout(sh->ep.host, sh->ep.port, tv);
     if (!c || c->err) {
         redisFree(c);
         return NULL;
     }
-    if (redisSetTimeout(c, tv) != REDIS_OK || !sync_login(c)) {
+    if (redisSetTimeout(c, tv) != REDIS_OK || !sync_login(sh, c)) {
         redisFree(c);
         return NULL;
     }
-    if (redis_ep.db) {
-        redisReply *r = redisCommand(c, "SELECT %d", redis_ep.db);
+    if (sh->ep.db) {
+        redisReply *r = redisCommand(c, "SELECT %d", sh->ep.db);
         freeReplyObject(r);
     }
     return c;
@@ -252,7 +269,6 @@ static redisContext *sync_connect(void)
  * paused or unreachable Redis costs the main thread one timeout per pause,
  * not one per heartbeat and per admin request. */
 #define REDIS_SYNC_HOLD_OFF_MS 3000
-static int64_t sync_failed_at; /* monotonic ms; 0: healthy */
 
 static int64_t mono_ms(void)
 {
@@ -263,38 +279,39 @@ static int64_t mono_ms(void)
 
 /* Run a command on the blocking link (reconnecting if needed); the reply
  * or NULL when Redis cannot be reached.  Call with sync_lock held. */
-static redisReply *sync_argv(int argc, const char **argv, const size_t *lens)
+static redisReply *sync_argv(struct redis_shard *sh, int argc, const char **argv,
+                             const size_t *lens)
 {
-    if (sync_failed_at && mono_ms() - sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
+    if (sh->sync_failed_at && mono_ms() - sh->sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
         return NULL;
     for (int attempt = 0; attempt < 2; attempt++) {
-        if (!sync_ctx && !(sync_ctx = sync_connect()))
+        if (!sh->sync_ctx && !(sh->sync_ctx = sync_connect(sh)))
             break;
-        redisReply *r = redisCommandArgv(sync_ctx, argc, argv, lens);
+        redisReply *r = redisCommandArgv(sh->sync_ctx, argc, argv, lens);
         if (r) {
-            sync_failed_at = 0;
+            sh->sync_failed_at = 0;
             return r;
         }
-        bool timed_out = sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-        redisFree(sync_ctx); /* broken: drop it, try a fresh one once */
-        sync_ctx = NULL;
+        bool timed_out = sh->sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+        redisFree(sh->sync_ctx); /* broken: drop it, try a fresh one once */
+        sh->sync_ctx = NULL;
         if (timed_out)
             break; /* a paused Redis: a second try would wait as long again */
     }
-    sync_failed_at = mono_ms();
+    sh->sync_failed_at = mono_ms();
     return NULL;
 }
 
-static redisReply *sync_cmd(int argc, const char **argv)
+static redisReply *sync_cmd(struct redis_shard *sh, int argc, const char **argv)
 {
     size_t small[16], *lens = argc <= 16 ? small : malloc((size_t)argc * sizeof(*lens));
     if (!lens)
         return NULL;
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(argc, argv, lens);
-    pthread_mutex_unlock(&sync_lock);
+    pthread_mutex_lock(&sh->sync_lock);
+    redisReply *r = sync_argv(sh, argc, argv, lens);
+    pthread_mutex_unlock(&sh->sync_lock);
     if (lens != small)
         free(lens);
     if (r && r->type == REDIS_REPLY_ERROR) {
@@ -308,7 +325,8 @@ static redisReply *sync_cmd(int argc, const char **argv)
 /* ------------------------------------------------------ async links */
 
 struct redis_link {
-    const char *name;
+    char name[48];
+    struct redis_shard *shard;
     struct event_base *base;
     redisAsyncContext *ac;
     struct event *retry_ev;
@@ -336,9 +354,9 @@ static void link_up(struct redis_link *link)
 {
     link->up = true;
     link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    log_info("redis (%s): connected to %s", link->name, redis_ep.shown);
-    if (redis_ep.db)
-        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", redis_ep.db);
+    log_info("redis (%s): connected to %s", link->name, link->shard->ep.shown);
+    if (link->shard->ep.db)
+        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", link->shard->ep.db);
     if (link->on_up)
         link->on_up(link);
 }
@@ -353,7 +371,7 @@ static void on_link_auth(redisAsyncContext *ac, void *reply, void *priv)
     if (!r || !link->ac)
         return; /* the link went down or is being freed */
     if (r->type == REDIS_REPLY_ERROR) {
-        log_error("redis (%s): authentication failed at %s: %s", link->name, redis_ep.shown,
+        log_error("redis (%s): authentication failed at %s: %s", link->name, link->shard->ep.shown,
                   r->str);
         link->auth_failed = true;
         redisAsyncDisconnect(ac);
@@ -366,7 +384,7 @@ static void on_link_connect(const redisAsyncContext *ac, int status)
 {
     struct redis_link *link = ac->data;
     if (status != REDIS_OK) {
-        log_warn("redis (%s): cannot connect to %s: %s", link->name, redis_ep.shown, ac->errstr);
+        log_warn("redis (%s): cannot connect to %s: %s", link->name, link->shard->ep.shown, ac->errstr);
         link->ac = NULL; /* hiredis frees it */
         link_schedule_retry(link);
         return;
@@ -374,10 +392,10 @@ static void on_link_connect(const redisAsyncContext *ac, int status)
     /* AUTH when a password is set, else PING: both show a refusal. */
     const char *argv[3] = {"AUTH"};
     int argc = 1;
-    if (*redis_ep.password) {
-        if (*redis_ep.user)
-            argv[argc++] = redis_ep.user;
-        argv[argc++] = redis_ep.password;
+    if (*link->shard->ep.password) {
+        if (*link->shard->ep.user)
+            argv[argc++] = link->shard->ep.user;
+        argv[argc++] = link->shard->ep.password;
     } else {
         argv[0] = "PING";
     }
@@ -405,8 +423,8 @@ static void on_link_retry(evutil_socket_t fd, short what, void *arg)
 
 static void link_connect(struct redis_link *link)
 {
-    link->ac = *redis_ep.socket ? redisAsyncConnectUnix(redis_ep.socket)
-                                : redisAsyncConnect(redis_ep.host, redis_ep.port);
+    link->ac = *link->shard->ep.socket ? redisAsyncConnectUnix(link->shard->ep.socket)
+                                : redisAsyncConnect(link->shard->ep.host, link->shard->ep.port);
     if (!link->ac || link->ac->err) {
         log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
         if (link->ac)
@@ -421,13 +439,18 @@ static void link_connect(struct redis_link *link)
     redisAsyncSetDisconnectCallback(link->ac, on_link_disconnect);
 }
 
-static struct redis_link *link_new(const char *name, struct event_base *base,
-                                   void (*on_up)(struct redis_link *), void *owner)
+static struct redis_link *link_new(const char *name, struct redis_shard *sh,
+                                   struct event_base *base, void (*on_up)(struct redis_link *),
+                                   void *owner)
 {
     struct redis_link *link = calloc(1, sizeof(*link));
     if (!link)
         return NULL;
-    link->name = name;
+    if (nshards > 1)
+        snprintf(link->name, sizeof(link->name), "%s, shard %d", name, sh->index);
+    else
+        snprintf(link->name, sizeof(link->name), "%s", name);
+    link->shard = sh;
     link->base = base;
     link->on_up = on_up;
     link->owner = owner;
@@ -474,9 +497,10 @@ static void link_done(redisAsyncContext *ac)
         link->in_flight--;
 }
 
-static struct redis_link *worker_link(const struct worker *w)
+/* Worker W's link to shard SH (NULL off-worker or before it started). */
+static struct redis_link *worker_link(const struct worker *w, const struct redis_shard *sh)
 {
-    return w ? w->store_state : NULL;
+    return w && w->store_state ? ((struct redis_link **)w->store_state)[sh->index] : NULL;
 }
 
 /* ------------------------------------------------------------ mirror */
@@ -497,7 +521,7 @@ static void mirror_room(const char *room, const redisReply *pairs)
 /* Write the rooms of LOCAL (names) and their patterns back into an empty
  * Redis in one script, so a server reading meanwhile sees all or none.
  * Returns whether this server did it (0: another one was first). */
-static bool reseed_rooms(json_object *local)
+static bool reseed_rooms(struct redis_shard *sh, json_object *local)
 {
     size_t nrooms = json_object_array_length(local), argc = 4, cap = 5 + 2 * nrooms;
     json_object **patterns = calloc(nrooms + 1, sizeof(*patterns));
@@ -532,7 +556,7 @@ static bool reseed_rooms(json_object *local)
             argc++;
         }
     }
-    redisReply *r = sync_cmd((int)argc, argv);
+    redisReply *r = sync_cmd(sh, (int)argc, argv);
     did = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
 out:
@@ -546,21 +570,35 @@ out:
     return did == 1;
 }
 
-/* Re-read every room and pattern: rooms Redis lacks are deleted locally. */
-static void mirror_sync(void)
+/* The rooms this server knows that live on shard SH (a JSON array). */
+static json_object *shard_local_rooms(const struct redis_shard *sh)
+{
+    json_object *all = registry_list(), *mine = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(all); i++) {
+        json_object *name = json_object_array_get_idx(all, i);
+        if (room_shard(json_object_get_string(name)) == sh)
+            json_object_array_add(mine, json_object_get(name));
+    }
+    json_object_put(all);
+    return mine;
+}
+
+/* Re-read every room and pattern of shard SH: its rooms Redis lacks are
+ * deleted locally. */
+static void mirror_sync(struct redis_shard *sh)
 {
     const char *argv[] = {"SMEMBERS", key_rooms};
-    redisReply *rooms = sync_cmd(2, argv);
+    redisReply *rooms = sync_cmd(sh, 2, argv);
     if (!rooms || rooms->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(rooms);
         return;
     }
-    json_object *local = registry_list();
+    json_object *local = shard_local_rooms(sh);
     if (rooms->elements == 0 && json_object_array_length(local) > 0) {
         /* Redis came back empty (restarted without persistence): what the
          * servers remember is the best truth left, so put it back. */
-        if (reseed_rooms(local)) {
-            log_warn("redis: no rooms in Redis; restored the %zu rooms known here",
+        if (reseed_rooms(sh, local)) {
+            log_warn("redis: no rooms in %s; restored the %zu rooms known here", sh->ep.shown,
                      json_object_array_length(local));
             json_object_put(local);
             freeReplyObject(rooms);
@@ -569,7 +607,7 @@ static void mirror_sync(void)
         /* Another server was first: read what it restored. */
         json_object_put(local);
         freeReplyObject(rooms);
-        mirror_sync();
+        mirror_sync(sh);
         return;
     }
     for (size_t i = 0; i < json_object_array_length(local); i++) {
@@ -585,7 +623,7 @@ static void mirror_sync(void)
         char key[1024];
         const char *hv[] = {"HGETALL",
                             room_key(key, sizeof(key), rooms->element[j]->str, "pattern")};
-        redisReply *pairs = sync_cmd(2, hv);
+        redisReply *pairs = sync_cmd(sh, 2, hv);
         mirror_room(rooms->element[j]->str, pairs);
         freeReplyObject(pairs);
     }
@@ -594,9 +632,9 @@ static void mirror_sync(void)
 
 /* -------------------------------------------------- publishing to all */
 
-/* Publish a bus message from worker W (its link) or, off-worker, through
- * the blocking link. */
-static void bus_publish(struct worker *w, const char *type, const char *room, const char *skip,
+/* Publish a bus message on shard SH from worker W (its link) or,
+ * off-worker, through the blocking link. */
+static void bus_publish(struct redis_shard *sh, struct worker *w, const char *type, const char *room, const char *skip,
                         const char *payload, size_t plen)
 {
     size_t len;
@@ -606,12 +644,12 @@ static void bus_publish(struct worker *w, const char *type, const char *room, co
     const char *argv[] = {"PUBLISH", key_bus, b};
     size_t lens[] = {7, strlen(key_bus), len};
     if (w) {
-        if (!link_argv(worker_link(w), NULL, NULL, 3, argv, lens))
+        if (!link_argv(worker_link(w, sh), NULL, NULL, 3, argv, lens))
             log_warn("redis: bus message lost (link down)");
     } else {
-        pthread_mutex_lock(&sync_lock);
-        redisReply *r = sync_argv(3, argv, lens);
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        redisReply *r = sync_argv(sh, 3, argv, lens);
+        pthread_mutex_unlock(&sh->sync_lock);
         if (!r)
             log_warn("redis: bus message lost (Redis unreachable)");
         freeReplyObject(r);
@@ -666,9 +704,10 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
                           void *ctx)
 {
     struct store_result r = {0};
+    struct redis_shard *sh = room_shard(room);
     if (!keep) {
         worker_fanout(from, room, uid, m, skip_serial, false);
-        bus_publish(from, "chat", room, skip_id, m->data, m->len);
+        bus_publish(sh, from, "chat", room, skip_id, m->data, m->len);
         if (cb)
             cb(&r, ctx);
         return;
@@ -701,12 +740,12 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
             r.err = ERR_STORE_UNAVAILABLE;
             if (cb)
                 cb(&r, ctx);
-        } else if (!link_argv(worker_link(from), on_said, op, 13, argv, lens))
+        } else if (!link_argv(worker_link(from, sh), on_said, op, 13, argv, lens))
             op_fail(op, ERR_STORE_UNAVAILABLE);
     } else {
-        pthread_mutex_lock(&sync_lock);
-        redisReply *reply = head ? sync_argv(13, argv, lens) : NULL;
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        redisReply *reply = head ? sync_argv(sh, 13, argv, lens) : NULL;
+        pthread_mutex_unlock(&sh->sync_lock);
         say_result(reply, &r);
         freeReplyObject(reply);
         if (cb)
@@ -811,7 +850,7 @@ static void redis_stream_read(struct worker *w, const char *room,
             op->since = *since;
         stream_args(&a, true, room, since, limit, messages);
     }
-    if (!op || !link_argv(worker_link(w), on_stream_read, op, 12, a.argv, a.lens)) {
+    if (!op || !link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv, a.lens)) {
         free(op);
         struct history_read read = {.since = since};
         struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
@@ -827,6 +866,7 @@ static json_object *redis_room_history(const char *room, long size, long ttl)
 {
     if (!redis_room_exists(room))
         return NULL;
+    struct redis_shard *sh = room_shard(room);
     char history[1024], stream[1024], sz[24], tl[24];
     room_key(history, sizeof(history), room, "history");
     room_key(stream, sizeof(stream), room, "stream");
@@ -834,16 +874,16 @@ static json_object *redis_room_history(const char *room, long size, long ttl)
     snprintf(tl, sizeof(tl), "%ld", ttl);
     if (size >= 0) {
         const char *hset[] = {"HSET", history, "size", sz};
-        freeReplyObject(sync_cmd(4, hset));
+        freeReplyObject(sync_cmd(sh, 4, hset));
         const char *trim[] = {"XTRIM", stream, "MAXLEN", sz};
-        freeReplyObject(sync_cmd(4, trim));
+        freeReplyObject(sync_cmd(sh, 4, trim));
     }
     if (ttl >= 0) {
         const char *hset[] = {"HSET", history, "ttl", tl};
-        freeReplyObject(sync_cmd(4, hset));
+        freeReplyObject(sync_cmd(sh, 4, hset));
     }
     const char *hmget[] = {"HMGET", history, "size", "ttl"};
-    redisReply *r = sync_cmd(4, hmget);
+    redisReply *r = sync_cmd(sh, 4, hmget);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         freeReplyObject(r);
         return NULL;
@@ -866,9 +906,10 @@ static json_object *redis_room_messages(const char *room, long limit)
         return NULL;
     struct stream_args a;
     stream_args(&a, false, room, NULL, limit, true);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(12, a.argv, a.lens);
-    pthread_mutex_unlock(&sync_lock);
+    struct redis_shard *sh = room_shard(room);
+    pthread_mutex_lock(&sh->sync_lock);
+    redisReply *r = sync_argv(sh, 12, a.argv, a.lens);
+    pthread_mutex_unlock(&sh->sync_lock);
     struct history_read read = {0};
     if (r && r->type == REDIS_REPLY_ARRAY)
         stream_result(r, &read);
@@ -890,7 +931,7 @@ static void announce_left(const char *id, const char *room)
         return;
     if (workers && registry_lookup(room, &uid))
         worker_fanout(NULL, room, uid, m, 0, false); /* none before start, after stop */
-    bus_publish(NULL, "chat", room, id, m->data, m->len);
+    bus_publish(room_shard(room), NULL, "chat", room, id, m->data, m->len);
     msg_unref(m);
 }
 
@@ -955,7 +996,7 @@ static bool redis_route_conn_call(const char *conn_id, int op, const char *arg_j
         json_object_object_add(o, "room", json_object_new_string(room));
     json_object_object_add(o, "force", json_object_new_boolean(force));
     const char *text = json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS);
-    bus_publish(NULL, "connop", "", NULL, text, strlen(text));
+    bus_publish(&shards[0], NULL, "connop", "", NULL, text, strlen(text));
     json_object_put(o);
     struct timeval tv = {ROUTE_TIMEOUT_MS / 1000, (ROUTE_TIMEOUT_MS % 1000) * 1000};
     event_base_once(main_base, -1, EV_TIMEOUT, on_route_timeout, (void *)(uintptr_t)rc->req, &tv);
@@ -979,7 +1020,7 @@ static void route_answer(const char *error, const char *result, void *ud)
     else
         json_object_object_add(o, "result", json_object_new_string(result));
     const char *text = json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS);
-    bus_publish(NULL, "connres", rr->origin, NULL, text, strlen(text));
+    bus_publish(&shards[0], NULL, "connres", rr->origin, NULL, text, strlen(text));
     json_object_put(o);
     free(rr->origin);
     free(rr);
@@ -1030,12 +1071,9 @@ static void route_done(json_object *o)
 
 /* ---------------------------------------------------- the subscriber */
 
-static struct redis_link *bus_link;
 /* Read by the admin thread's metrics. */
 static _Atomic uint64_t bus_received;
-static _Atomic long bus_subscriptions;
 static struct event *heartbeat_ev;
-static int64_t bus_up_since; /* ms; the reaper waits a full timeout after */
 
 /* One bus message from another server: deliver to local recipients or
  * apply a room change to the mirror. */
@@ -1110,11 +1148,15 @@ static void (*when_subscribed)(void);
 /* The subscription is active: from now on no bus event is missed, so this
  * is when the mirror is re-read (not before: an event published between a
  * read and the subscription would be lost). */
-static void on_bus_subscribed(void)
+static void on_bus_subscribed(struct redis_shard *sh)
 {
-    bus_up_since = now_ms();
-    sync_failed_at = 0; /* Redis answers again: no need to hold off */
-    mirror_sync();
+    sh->bus_up_since = now_ms();
+    sh->sync_failed_at = 0; /* Redis answers again: no need to hold off */
+    mirror_sync(sh);
+    sh->subscribed = true;
+    for (int i = 0; i < nshards; i++)
+        if (!shards[i].subscribed)
+            return; /* ready waits for every shard */
     if (when_subscribed) {
         void (*fn)(void) = when_subscribed;
         when_subscribed = NULL;
@@ -1132,22 +1174,27 @@ static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
         bus_dispatch(r->element[2]->str, r->element[2]->len);
     else if (!strcmp(r->element[0]->str, "subscribe")) {
         if (r->element[2]->type == REDIS_REPLY_INTEGER)
-            bus_subscriptions = (long)r->element[2]->integer;
-        on_bus_subscribed();
+            ((struct redis_shard *)priv)->subscriptions = (long)r->element[2]->integer;
+        on_bus_subscribed(priv);
     }
 }
 
 static void redis_bus_stats(struct store_bus_stats *out)
 {
-    out->shards = 1;
-    out->up = bus_link && bus_link->up ? 1 : 0;
+    out->shards = nshards;
     out->received = atomic_load_explicit(&bus_received, memory_order_relaxed);
-    out->subscriptions = out->up ? bus_subscriptions : 0;
+    for (int i = 0; i < nshards; i++) {
+        struct redis_link *link = shards[i].bus_link;
+        if (link && link->up) {
+            out->up |= (uint64_t)1 << i;
+            out->subscriptions += shards[i].subscriptions;
+        }
+    }
 }
 
 static void on_bus_up(struct redis_link *link)
 {
-    redisAsyncCommand(link->ac, on_bus_message, NULL, "SUBSCRIBE %s", key_bus);
+    redisAsyncCommand(link->ac, on_bus_message, link->shard, "SUBSCRIBE %s", key_bus);
 }
 
 /* roomd is ready once the bus subscription works: a room created on another
@@ -1159,15 +1206,16 @@ static void redis_when_ready(void (*fn)(void))
 
 /* ------------------------------------------------ heartbeat and reaper */
 
-/* Take server S's members out of every room and announce their leaving. */
-static void reap_server(const char *s, int64_t deadline)
+/* Take server S's members out of every room of shard SH and announce their
+ * leaving (each shard keeps the heartbeats and member sets of its rooms). */
+static void reap_server(struct redis_shard *sh, const char *s, int64_t deadline)
 {
     char members[1024], dl[32];
     snprintf(members, sizeof(members), "%sserver:%s:members", settings.redis_prefix, s);
     snprintf(dl, sizeof(dl), "%lld", (long long)deadline);
     const char *argv[] = {"EVAL", REAP_LUA, "2", key_servers, members, s, settings.redis_prefix,
                           dl};
-    redisReply *r = sync_cmd(8, argv);
+    redisReply *r = sync_cmd(sh, 8, argv);
     if (r && r->type == REDIS_REPLY_ARRAY) {
         if (r->elements > 0)
             log_info("redis: server %s is gone; removing its %zu members", s, r->elements);
@@ -1183,28 +1231,35 @@ static void reap_server(const char *s, int64_t deadline)
     freeReplyObject(r);
 }
 
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+/* One heartbeat on shard SH, and its reaper. */
+static void shard_heartbeat(struct redis_shard *sh)
 {
     char now[32];
     int64_t t = now_ms();
     snprintf(now, sizeof(now), "%lld", (long long)t);
     const char *zadd[] = {"ZADD", key_servers, now, server_id};
-    redisReply *r = sync_cmd(4, zadd);
+    redisReply *r = sync_cmd(sh, 4, zadd);
     bool ok = r != NULL;
     freeReplyObject(r);
     /* Reap only after a full timeout of our own link being up, so servers
      * that lost Redis with us have had time to beat again. */
     int64_t timeout = settings.server_timeout * 1000;
-    if (!ok || !bus_link->up || t - bus_up_since < timeout)
+    if (!ok || !sh->bus_link || !sh->bus_link->up || t - sh->bus_up_since < timeout)
         return;
     char deadline[32];
     snprintf(deadline, sizeof(deadline), "%lld", (long long)(t - timeout));
     const char *range[] = {"ZRANGEBYSCORE", key_servers, "-inf", deadline};
-    r = sync_cmd(4, range);
+    r = sync_cmd(sh, 4, range);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         if (strcmp(r->element[i]->str, server_id) != 0)
-            reap_server(r->element[i]->str, t - timeout);
+            reap_server(sh, r->element[i]->str, t - timeout);
     freeReplyObject(r);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    for (int i = 0; i < nshards; i++)
+        shard_heartbeat(&shards[i]);
 }
 
 /* ------------------------------------------------- worker operations */
@@ -1277,7 +1332,7 @@ static bool send_member_add(struct worker *w, const char *room, const char *id, 
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(argv[i]);
-    bool ok = value && link_argv(worker_link(w), fn, priv, 10, argv, lens);
+    bool ok = value && link_argv(worker_link(w, room_shard(room)), fn, priv, 10, argv, lens);
     free(value);
     return ok;
 }
@@ -1349,7 +1404,7 @@ static void join_or_listen(struct worker *w, const char *room, const char *id, j
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    if (!link_argv(worker_link(w), on_join_checked, op, 6, argv, lens))
+    if (!link_argv(worker_link(w, room_shard(room)), on_join_checked, op, 6, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
@@ -1379,15 +1434,16 @@ static void redis_leave(struct worker *w, const char *room, uint64_t uid, const 
     const char *srem[] = {"SREM", key_self_members, entry};
     size_t hl[] = {4, strlen(members), strlen(id)},
            sl[] = {4, strlen(key_self_members), strlen(entry)};
-    struct redis_link *link = worker_link(w);
+    struct redis_shard *sh = room_shard(room);
+    struct redis_link *link = worker_link(w, sh);
     if (link) {
         link_argv(link, NULL, NULL, 3, hdel, hl);
         link_argv(link, NULL, NULL, 3, srem, sl);
     } else {
-        pthread_mutex_lock(&sync_lock);
-        freeReplyObject(sync_argv(3, hdel, hl));
-        freeReplyObject(sync_argv(3, srem, sl));
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        freeReplyObject(sync_argv(sh, 3, hdel, hl));
+        freeReplyObject(sync_argv(sh, 3, srem, sl));
+        pthread_mutex_unlock(&sh->sync_lock);
     }
     if (cb)
         cb(&res, ctx);
@@ -1453,13 +1509,19 @@ static void redis_room_view(struct worker *w, const char *room, uint64_t uid, lo
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
     size_t lens[] = {7, strlen(members)};
-    if (!link_argv(worker_link(w), on_room_viewed, op, 2, argv, lens))
+    if (!link_argv(worker_link(w, room_shard(room)), on_room_viewed, op, 2, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
-static bool redis_available(const struct worker *w)
+/* Whether W reaches ROOM's shard now (NULL: every shard). */
+static bool redis_available(const struct worker *w, const char *room)
 {
-    return link_ready(worker_link(w));
+    if (room)
+        return link_ready(worker_link(w, room_shard(room)));
+    for (int i = 0; i < nshards; i++)
+        if (!link_ready(worker_link(w, &shards[i])))
+            return false;
+    return true;
 }
 
 /* Entries of this server's member set that no connection of worker W holds
@@ -1467,7 +1529,8 @@ static bool redis_available(const struct worker *w)
  * from an old snapshot) are removed, from the set and from their room. */
 static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct worker *w = priv;
+    struct redis_link *link = priv;
+    struct worker *w = link->owner;
     redisReply *r = reply;
     link_done(ac);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
@@ -1493,8 +1556,8 @@ static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
             const char *srem[] = {"SREM", key_self_members, e};
             size_t hl[] = {4, strlen(members), strlen(id)};
             size_t sl[] = {4, strlen(key_self_members), r->element[i]->len};
-            link_argv(w->store_state, NULL, NULL, 3, hdel, hl);
-            link_argv(w->store_state, NULL, NULL, 3, srem, sl);
+            link_argv(link, NULL, NULL, 3, hdel, hl);
+            link_argv(link, NULL, NULL, 3, srem, sl);
         }
         free(id);
     }
@@ -1513,9 +1576,10 @@ static void on_worker_up(struct redis_link *link)
     link_argv(link, NULL, NULL, 3, load_stream, sl2);
     const char *smembers[] = {"SMEMBERS", key_self_members};
     size_t sl[] = {8, strlen(key_self_members)};
-    link_argv(link, on_self_members, w, 2, smembers, sl);
+    link_argv(link, on_self_members, link, 2, smembers, sl);
     for (struct conn *c = w->conns; c; c = c->hh.next) {
-        if (c->dead || !c->room || !store_room_alive(c->room, c->room_uid))
+        if (c->dead || !c->room || room_shard(c->room) != link->shard ||
+            !store_room_alive(c->room, c->room_uid))
             continue;
         char members[1024], entry[1024];
         room_key(members, sizeof(members), c->room, "members");
@@ -1531,16 +1595,22 @@ static void on_worker_up(struct redis_link *link)
     }
 }
 
+/* Each worker has a link to every shard: W->store_state is their array. */
 static void redis_worker_start(struct worker *w)
 {
-    static const char *const names[] = {"worker"};
-    w->store_state = link_new(names[0], w->base, on_worker_up, w);
+    struct redis_link **links = calloc(nshards > 0 ? (size_t)nshards : 1, sizeof(*links));
+    for (int i = 0; links && i < nshards; i++)
+        links[i] = link_new("worker", &shards[i], w->base, on_worker_up, w);
+    w->store_state = links;
 }
 
 static void redis_worker_stop(struct worker *w)
 {
-    link_free(w->store_state);
+    struct redis_link **links = w->store_state;
     w->store_state = NULL;
+    for (int i = 0; links && i < nshards; i++)
+        link_free(links[i]);
+    free(links);
 }
 
 /* ------------------------------------------------ server-side (sync) */
@@ -1565,7 +1635,7 @@ static int room_script(const char *script, const char *type, const char *room)
                           room_key(stream, sizeof(stream), room, "stream"),
                           room,
                           b ? b : ""};
-    redisReply *r = sync_cmd(11, argv);
+    redisReply *r = sync_cmd(room_shard(room), 11, argv);
     free(b);
     int result = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
@@ -1593,13 +1663,13 @@ static bool redis_room_del(const char *room)
 static bool redis_room_exists(const char *room)
 {
     const char *argv[] = {"SISMEMBER", key_rooms, room};
-    redisReply *r = sync_cmd(3, argv);
+    redisReply *r = sync_cmd(room_shard(room), 3, argv);
     bool exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     if (exists && !registry_lookup(room, NULL)) {
         char key[1024];
         const char *hv[] = {"HGETALL", room_key(key, sizeof(key), room, "pattern")};
-        redisReply *pairs = sync_cmd(2, hv);
+        redisReply *pairs = sync_cmd(room_shard(room), 2, hv);
         mirror_room(room, pairs);
         freeReplyObject(pairs);
     }
@@ -1646,9 +1716,10 @@ static enum roomd_err redis_room_set_pattern(const char *room, json_object *patt
     argv[7] = bus;
     for (int i = 0; i < argc; i++)
         lens[i] = i == 7 ? blen : strlen(argv[i]);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(argc, argv, lens);
-    pthread_mutex_unlock(&sync_lock);
+    struct redis_shard *sh = room_shard(room);
+    pthread_mutex_lock(&sh->sync_lock);
+    redisReply *r = sync_argv(sh, argc, argv, lens);
+    pthread_mutex_unlock(&sh->sync_lock);
     if (r && r->type == REDIS_REPLY_INTEGER)
         err = r->integer == 1 ? ERR_NONE : ERR_ROOM_NOT_FOUND;
     freeReplyObject(r);
@@ -1666,18 +1737,26 @@ out:
     return err;
 }
 
+/* Every shard's rooms; a shard that cannot be asked contributes the rooms
+ * this server knows on it. */
 static json_object *redis_room_list(void)
 {
-    const char *argv[] = {"SMEMBERS", key_rooms};
-    redisReply *r = sync_cmd(2, argv);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return registry_list(); /* Redis away: what this server knows */
-    }
     json_object *a = json_object_new_array();
-    for (size_t i = 0; i < r->elements; i++)
-        json_object_array_add(a, json_object_new_string(r->element[i]->str));
-    freeReplyObject(r);
+    for (int k = 0; k < nshards; k++) {
+        const char *argv[] = {"SMEMBERS", key_rooms};
+        redisReply *r = sync_cmd(&shards[k], 2, argv);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            json_object *known = shard_local_rooms(&shards[k]);
+            for (size_t i = 0; i < json_object_array_length(known); i++)
+                json_object_array_add(a, json_object_get(json_object_array_get_idx(known, i)));
+            json_object_put(known);
+            continue;
+        }
+        for (size_t i = 0; i < r->elements; i++)
+            json_object_array_add(a, json_object_new_string(r->element[i]->str));
+        freeReplyObject(r);
+    }
     return a;
 }
 
@@ -1687,7 +1766,7 @@ static json_object *redis_room_status(const char *room, long limit)
         return NULL;
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
-    redisReply *r = sync_cmd(2, argv);
+    redisReply *r = sync_cmd(room_shard(room), 2, argv);
     json_object *o = r && r->type == REDIS_REPLY_ARRAY ? status_json(room, r, limit) : NULL;
     freeReplyObject(r);
     return o;
@@ -1707,14 +1786,15 @@ static int redis_open(void)
                   shown, why);
         return -1;
     }
-    if (n > 1) {
-        log_error("store: '%s': several Redis servers (shards) are not supported yet", shown);
-        return -1;
-    }
-    redis_ep = eps[0];
-    if (*settings.redis_password_file && !*redis_ep.password) {
-        if (redis_password_load(settings.redis_password_file, redis_ep.password,
-                                sizeof(redis_ep.password), why, sizeof(why)) < 0) {
+    nshards = n;
+    for (int i = 0; i < n; i++) {
+        struct redis_shard *sh = &shards[i];
+        sh->index = i;
+        sh->ep = eps[i];
+        pthread_mutex_init(&sh->sync_lock, NULL);
+        if (*settings.redis_password_file && !*sh->ep.password &&
+            redis_password_load(settings.redis_password_file, sh->ep.password,
+                                sizeof(sh->ep.password), why, sizeof(why)) < 0) {
             log_error("redis_password_file: %s", why);
             return -1;
         }
@@ -1734,22 +1814,26 @@ static int redis_open(void)
     script_sha(STREAM_LUA, stream_sha);
     snprintf(key_self_members, sizeof(key_self_members), "%sserver:%s:members", P, server_id);
 
-    int delay = REDIS_BACKOFF_MIN_MS;
-    while (!(sync_ctx = sync_connect())) {
-        if (sync_auth_failed)
-            return -1; /* logged, naming the server; waiting will not fix it */
-        if (!settings.redis_wait) {
-            log_error("store: cannot reach Redis at %s", redis_ep.shown);
-            return -1;
+    for (int i = 0; i < n; i++) {
+        struct redis_shard *sh = &shards[i];
+        int delay = REDIS_BACKOFF_MIN_MS;
+        while (!(sh->sync_ctx = sync_connect(sh))) {
+            if (sh->sync_auth_failed)
+                return -1; /* logged, naming the server; waiting will not fix it */
+            if (!settings.redis_wait) {
+                log_error("store: cannot reach Redis at %s", sh->ep.shown);
+                return -1;
+            }
+            log_warn("store: cannot reach Redis at %s; retrying in %d ms", sh->ep.shown, delay);
+            usleep((useconds_t)delay * 1000);
+            delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
         }
-        log_warn("store: cannot reach Redis at %s; retrying in %d ms", redis_ep.shown, delay);
-        usleep((useconds_t)delay * 1000);
-        delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
+        log_info("store: Redis shard %d of %d at %s, server id %s", i, n, sh->ep.shown,
+                 server_id);
+        /* A restarted server starts clean: what its last life left goes. */
+        reap_server(sh, server_id, INT64_MAX);
+        mirror_sync(sh);
     }
-    log_info("store: Redis at %s, server id %s", redis_ep.shown, server_id);
-    /* A restarted server starts clean: what its last life left goes. */
-    reap_server(server_id, INT64_MAX);
-    mirror_sync();
     return 0;
 }
 
@@ -1757,9 +1841,10 @@ static int redis_open(void)
  * only once roomd_run starts; the first worker_start is the cue. */
 static void redis_main_start(void)
 {
-    if (bus_link)
+    if (heartbeat_ev)
         return;
-    bus_link = link_new("bus", main_base, on_bus_up, NULL);
+    for (int i = 0; i < nshards; i++)
+        shards[i].bus_link = link_new("bus", &shards[i], main_base, on_bus_up, NULL);
     heartbeat_ev = event_new(main_base, -1, EV_PERSIST, on_heartbeat, NULL);
     long ms = settings.server_timeout * 1000 / REDIS_HEARTBEATS_PER_TIMEOUT;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -1778,14 +1863,17 @@ static void redis_close(void)
     if (heartbeat_ev)
         event_free(heartbeat_ev);
     heartbeat_ev = NULL;
-    link_free(bus_link);
-    bus_link = NULL;
-    if (sync_ctx) {
-        /* A clean stop: this server's members leave now, not at timeout. */
-        reap_server(server_id, INT64_MAX);
-        redisFree(sync_ctx);
+    for (int i = 0; i < nshards; i++) {
+        struct redis_shard *sh = &shards[i];
+        link_free(sh->bus_link);
+        sh->bus_link = NULL;
+        if (sh->sync_ctx) {
+            /* A clean stop: this server's members leave now, not at timeout. */
+            reap_server(sh, server_id, INT64_MAX);
+            redisFree(sh->sync_ctx);
+        }
+        sh->sync_ctx = NULL;
     }
-    sync_ctx = NULL;
 }
 
 const struct store_ops store_redis_ops = {
