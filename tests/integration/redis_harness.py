@@ -121,6 +121,10 @@ class RedisServer:
         return os.path.join(self.dir, "redis.sock")
 
     @property
+    def dirs(self):
+        return [self.dir]
+
+    @property
     def socket_url(self):
         return "redis://" + self.socket  # redis:///path/to/socket
 
@@ -192,6 +196,115 @@ class RedisServer:
 
 
 # ---------------------------------------------------------------------------------------------
+# Shards: the shard map of roomd-redis(7), and several redis-servers seen as one
+# ---------------------------------------------------------------------------------------------
+
+FNV1A64_OFFSET_BASIS = 14695981039346656037
+FNV1A64_PRIME = 1099511628211
+MASK64 = (1 << 64) - 1
+
+
+def fnv1a64(data):
+    h = FNV1A64_OFFSET_BASIS
+    for byte in data:
+        h = ((h ^ byte) * FNV1A64_PRIME) & MASK64
+    return h
+
+
+def jump_hash(key, n):
+    """Lamping & Veach's jump consistent hash of a 64-bit KEY over N buckets."""
+    b, j = -1, 0
+    while j < n:
+        b = j
+        key = (key * 2862933555777941757 + 1) & MASK64
+        j = int((b + 1) * (float(1 << 31) / float((key >> 33) + 1)))
+    return b
+
+
+def shard_of(room, n):
+    """The index of room ROOM's shard among N (roomd-redis(7))."""
+    return 0 if n <= 1 else jump_hash(fnv1a64(room.encode()), n)
+
+
+# How many redis-servers RedisTestCase gives each class (ROOMD_TEST_REDIS_SHARDS, default 1):
+# scripts/test runs the Redis suites with 1 and with 2.
+TEST_SHARDS = int(os.environ.get("ROOMD_TEST_REDIS_SHARDS", "1") or 1)
+
+
+class ShardedRedis:
+    """Several RedisServers as one store (url: the comma-separated list). command() sends a
+    room's keys to the room's shard and merges what spans shards (the rooms set, KEYS, SAVE),
+    so tests written for one Redis read the same answers from several."""
+
+    def __init__(self, n):
+        self.shards = [RedisServer() for _ in range(n)]
+
+    @property
+    def url(self):
+        return ",".join(r.url for r in self.shards)
+
+    @property
+    def port(self):
+        return self.shards[0].port
+
+    @property
+    def dirs(self):
+        return [r.dir for r in self.shards]
+
+    @property
+    def proc(self):
+        return self.shards[0].proc if all(r.proc for r in self.shards) else None
+
+    @property
+    def socket_url(self):
+        return ",".join(r.socket_url for r in self.shards)
+
+    def shard_for_key(self, key):
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        at = key.find(":room:")
+        if at < 0:
+            return None
+        room = key[at + len(":room:"):key.rindex(":")]
+        return self.shards[shard_of(room, len(self.shards))]
+
+    def command(self, *args):
+        name = str(args[0]).upper()
+        one = self.shard_for_key(args[1]) if len(args) > 1 and name not in ("KEYS",) else None
+        if one is not None:
+            return one.command(*args)
+        replies = [r.command(*args) for r in self.shards]
+        if all(isinstance(x, list) for x in replies):
+            return [e for x in replies for e in x]
+        if all(isinstance(x, int) for x in replies):
+            return sum(replies)
+        return replies[0]
+
+    def set_password(self, password):
+        for r in self.shards:
+            r.set_password(password)
+
+    def start(self, port=None, timeout=10):
+        for r in self.shards:
+            r.start(r.port, timeout)
+        return self
+
+    def kill(self):
+        for r in self.shards:
+            r.kill()
+
+    def stop(self):
+        for r in self.shards:
+            r.stop()
+
+    def cleanup(self):
+        for r in self.shards:
+            r.cleanup()
+
+    def log_text(self):
+        return "\n".join(r.log_text() for r in self.shards)
+
+
+# ---------------------------------------------------------------------------------------------
 # Test case base: one redis-server per class, a fresh key prefix per test
 # ---------------------------------------------------------------------------------------------
 
@@ -206,7 +319,8 @@ class RedisTestCase(RoomdTestCase):
     def setUpClass(cls):
         super().setUpClass()
         if cls.start_redis:
-            cls.redis = RedisServer()
+            shards = getattr(cls, "redis_shards", None) or TEST_SHARDS
+            cls.redis = ShardedRedis(shards) if shards > 1 else RedisServer()
             cls.addClassCleanup(cls.redis.cleanup)
             cls.redis.start()
 

@@ -22,6 +22,7 @@ SECRET = "s3cret-Pw-9d1f"
 
 
 class RedisAuth(RedisTestCase):
+    redis_shards = 1  # about one server's login; the shards test has a protected one
 
     def setUp(self):
         super().setUp()
