@@ -177,8 +177,8 @@ struct redis_shard {
     struct redis_endpoint ep;
     pthread_mutex_t sync_lock; /* the blocking link, shared by threads */
     redisContext *sync_ctx;
-    int64_t sync_failed_at; /* monotonic ms; 0: healthy */
-    bool sync_auth_failed;  /* Redis refused our login */
+    int64_t sync_failed_at;      /* monotonic ms; 0: healthy */
+    bool sync_auth_failed;       /* Redis refused our login */
     struct redis_link *bus_link; /* the subscriber, on the main thread */
     int64_t bus_up_since;        /* ms; the reaper waits a full timeout after */
     _Atomic long subscriptions;  /* read by the metrics */
@@ -219,7 +219,6 @@ static char *bus_message(const char *type, const char *room, const char *skip, c
 
 /* --------------------------------------------------- the blocking link */
 
-
 /* Log in on a fresh blocking connection: AUTH with the password (and the
  * ACL user) when one is set, else a PING that shows whether Redis wants
  * one.  False, logged with the server named (never the password), when
@@ -249,7 +248,7 @@ static redisContext *sync_connect(struct redis_shard *sh)
 {
     struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
     redisContext *c = *sh->ep.socket ? redisConnectUnixWithTimeout(sh->ep.socket, tv)
-                                       : redisConnectWithTimeout(sh->ep.host, sh->ep.port, tv);
+                                     : redisConnectWithTimeout(sh->ep.host, sh->ep.port, tv);
     if (!c || c->err) {
         redisFree(c);
         return NULL;
@@ -292,7 +291,8 @@ static redisReply *sync_argv(struct redis_shard *sh, int argc, const char **argv
             sh->sync_failed_at = 0;
             return r;
         }
-        bool timed_out = sh->sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+        bool timed_out =
+            sh->sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
         redisFree(sh->sync_ctx); /* broken: drop it, try a fresh one once */
         sh->sync_ctx = NULL;
         if (timed_out)
@@ -384,7 +384,8 @@ static void on_link_connect(const redisAsyncContext *ac, int status)
 {
     struct redis_link *link = ac->data;
     if (status != REDIS_OK) {
-        log_warn("redis (%s): cannot connect to %s: %s", link->name, link->shard->ep.shown, ac->errstr);
+        log_warn("redis (%s): cannot connect to %s: %s", link->name, link->shard->ep.shown,
+                 ac->errstr);
         link->ac = NULL; /* hiredis frees it */
         link_schedule_retry(link);
         return;
@@ -423,8 +424,9 @@ static void on_link_retry(evutil_socket_t fd, short what, void *arg)
 
 static void link_connect(struct redis_link *link)
 {
-    link->ac = *link->shard->ep.socket ? redisAsyncConnectUnix(link->shard->ep.socket)
-                                : redisAsyncConnect(link->shard->ep.host, link->shard->ep.port);
+    link->ac = *link->shard->ep.socket
+                   ? redisAsyncConnectUnix(link->shard->ep.socket)
+                   : redisAsyncConnect(link->shard->ep.host, link->shard->ep.port);
     if (!link->ac || link->ac->err) {
         log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
         if (link->ac)
@@ -634,8 +636,8 @@ static void mirror_sync(struct redis_shard *sh)
 
 /* Publish a bus message on shard SH from worker W (its link) or,
  * off-worker, through the blocking link. */
-static void bus_publish(struct redis_shard *sh, struct worker *w, const char *type, const char *room, const char *skip,
-                        const char *payload, size_t plen)
+static void bus_publish(struct redis_shard *sh, struct worker *w, const char *type,
+                        const char *room, const char *skip, const char *payload, size_t plen)
 {
     size_t len;
     char *b = bus_message(type, room, skip, payload, plen, &len);
@@ -850,7 +852,8 @@ static void redis_stream_read(struct worker *w, const char *room,
             op->since = *since;
         stream_args(&a, true, room, since, limit, messages);
     }
-    if (!op || !link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv, a.lens)) {
+    if (!op ||
+        !link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv, a.lens)) {
         free(op);
         struct history_read read = {.since = since};
         struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
@@ -1828,8 +1831,7 @@ static int redis_open(void)
             usleep((useconds_t)delay * 1000);
             delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
         }
-        log_info("store: Redis shard %d of %d at %s, server id %s", i, n, sh->ep.shown,
-                 server_id);
+        log_info("store: Redis shard %d of %d at %s, server id %s", i, n, sh->ep.shown, server_id);
         /* A restarted server starts clean: what its last life left goes. */
         reap_server(sh, server_id, INT64_MAX);
         mirror_sync(sh);

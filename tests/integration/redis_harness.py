@@ -105,7 +105,8 @@ def _read_reply(f):
 class RedisServer:
     """Debian's redis-server on a free loopback port, no persistence, in a scratch dir."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, requirepass=None):
+        self.requirepass = requirepass  # given at every start (--requirepass)
         self.port = port
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="roomd-redis-")
@@ -131,19 +132,20 @@ class RedisServer:
     def start(self, port=None, timeout=10):
         """Start (on `port`, or the previous one, or a free one) and wait for PONG."""
         fixed = port or self.port
-        self.password = None  # a fresh redis-server asks for none
+        self.password = self.requirepass  # a fresh redis-server asks for its boot one
         for attempt in range(5):
             self.port = fixed or free_port()
             self.proc = subprocess.Popen(
                 [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                  "--appendonly", "no", "--dir", self.dir, "--logfile", self.log,
-                 "--unixsocket", self.socket, "--unixsocketperm", "700"],
+                 "--unixsocket", self.socket, "--unixsocketperm", "700"]
+                + (["--requirepass", self.requirepass] if self.requirepass else []),
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             _live_processes.append(self.proc)
             deadline = time.monotonic() + timeout
             while self.proc.poll() is None and time.monotonic() < deadline:
                 try:
-                    if redis_command(self.port, "PING") == b"PONG":
+                    if redis_command(self.port, "PING", password=self.password) == b"PONG":
                         return self
                 except (OSError, RedisError):
                     pass
