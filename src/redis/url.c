@@ -8,6 +8,16 @@
 
 #define REDIS_DEFAULT_PORT 6379
 
+/* SRC into DST of SIZE bytes; the caller checked that it fits. */
+static void url_copy(char *dst, size_t size, const char *src)
+{
+    size_t n = strlen(src);
+    if (n >= size)
+        n = size - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
 /* Render EP as a URL with the password hidden, for every log line that
  * names a server: an operator sees that a password is set, never which. */
 static void url_render_shown(struct redis_endpoint *ep)
@@ -44,7 +54,7 @@ int redis_url_parse(const char *url, size_t len, struct redis_endpoint *ep, char
             snprintf(err, errlen, "socket path too long");
             return -1;
         }
-        snprintf(ep->socket, sizeof(ep->socket), "%s", p);
+        url_copy(ep->socket, sizeof(ep->socket), p);
         url_render_shown(ep);
         return 0;
     }
@@ -58,9 +68,9 @@ int redis_url_parse(const char *url, size_t len, struct redis_endpoint *ep, char
             snprintf(err, errlen, "user or password too long");
             return -1;
         }
-        snprintf(ep->user, sizeof(ep->user), "%s", p);
+        url_copy(ep->user, sizeof(ep->user), p);
         if (colon)
-            snprintf(ep->password, sizeof(ep->password), "%s", colon + 1);
+            url_copy(ep->password, sizeof(ep->password), colon + 1);
         p = at + 1;
     }
     char *slash = strchr(p, '/');
@@ -90,7 +100,7 @@ int redis_url_parse(const char *url, size_t len, struct redis_endpoint *ep, char
         snprintf(err, errlen, "no host");
         return -1;
     }
-    snprintf(ep->host, sizeof(ep->host), "%s", p);
+    url_copy(ep->host, sizeof(ep->host), p);
     url_render_shown(ep);
     return 0;
 }
