@@ -1,5 +1,14 @@
 /* store_redis.c -- the Redis store: rooms, patterns and members shared by
- * every roomd server on one Redis, and the bus that carries their chat.
+ * every roomd server on one Redis or several (shards), and the bus that
+ * carries their chat.
+ *
+ * Shards (roomd-redis(7) "SHARDS"): each room lives on the Redis that
+ * redis/shard.c names; its keys below, its stream and its bus messages are
+ * there.  Each shard is laid out like a single Redis for its own rooms, so
+ * heartbeats, member sets, the reaper, the mirror and re-seeding work per
+ * shard; routed connection calls go over shard 0's bus.  Every server
+ * subscribes to every shard's bus.  The links (blocking and async, login,
+ * back-off) are redis/link.c; URLs and passwords redis/url.c.
  *
  * Key layout (P = redis_prefix, "roomd:" by default; see roomd-redis(7)):
  *   P rooms                    SET   every room name
@@ -51,22 +60,13 @@
 #include "history.h"
 #include "log.h"
 #include "msg.h"
+#include "redis/link.h"
 #include "redis/shard.h"
 #include "redis/url.h"
 #include "registry.h"
 #include "store.h"
 #include "worker.h"
 
-/* Reconnect back-off: from the first to the last delay, doubling. */
-#define REDIS_BACKOFF_MIN_MS 100
-#define REDIS_BACKOFF_MAX_MS 5000
-/* A blocking call waits this long before the server side gives up. */
-#define REDIS_SYNC_TIMEOUT_MS 1000
-/* Commands a link may have in flight before it counts as unavailable: a
- * paused Redis must not make roomd buffer without bound. */
-#define REDIS_MAX_IN_FLIGHT 100000
-/* Redis servers the store setting may list. */
-#define REDIS_MAX_URLS 64
 /* Heartbeats per server_timeout. */
 #define REDIS_HEARTBEATS_PER_TIMEOUT 5
 
@@ -168,22 +168,6 @@ static const char REAP_LUA[] =
 
 /* ---------------------------------------------------------- settings */
 
-struct redis_link;
-
-/* One Redis server of the store (a shard: it holds the rooms the shard map
- * gives it, their keys and their channel) and this server's links to it. */
-struct redis_shard {
-    int index;
-    struct redis_endpoint ep;
-    pthread_mutex_t sync_lock; /* the blocking link, shared by threads */
-    redisContext *sync_ctx;
-    int64_t sync_failed_at;      /* monotonic ms; 0: healthy */
-    bool sync_auth_failed;       /* Redis refused our login */
-    struct redis_link *bus_link; /* the subscriber, on the main thread */
-    int64_t bus_up_since;        /* ms; the reaper waits a full timeout after */
-    _Atomic long subscriptions;  /* read by the metrics */
-    bool subscribed;             /* its bus was confirmed once: counts for ready */
-};
 static struct redis_shard shards[REDIS_MAX_URLS]; /* the first nshards */
 static int nshards;
 
@@ -217,287 +201,7 @@ static char *bus_message(const char *type, const char *room, const char *skip, c
     return b;
 }
 
-/* --------------------------------------------------- the blocking link */
-
-/* Log in on a fresh blocking connection: AUTH with the password (and the
- * ACL user) when one is set, else a PING that shows whether Redis wants
- * one.  False, logged with the server named (never the password), when
- * Redis said no. */
-static bool sync_login(struct redis_shard *sh, redisContext *c)
-{
-    const char *argv[3] = {"AUTH"};
-    int argc = 1;
-    if (*sh->ep.password) {
-        if (*sh->ep.user)
-            argv[argc++] = sh->ep.user;
-        argv[argc++] = sh->ep.password;
-    } else {
-        argv[0] = "PING";
-    }
-    redisReply *r = redisCommandArgv(c, argc, argv, NULL);
-    bool ok = r && r->type != REDIS_REPLY_ERROR;
-    if (r && !ok) {
-        log_error("redis: authentication failed at %s: %s", sh->ep.shown, r->str);
-        sh->sync_auth_failed = true; /* start-up stops: waiting will not heal it */
-    }
-    freeReplyObject(r);
-    return ok;
-}
-
-static redisContext *sync_connect(struct redis_shard *sh)
-{
-    struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = *sh->ep.socket ? redisConnectUnixWithTimeout(sh->ep.socket, tv)
-                                     : redisConnectWithTimeout(sh->ep.host, sh->ep.port, tv);
-    if (!c || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (redisSetTimeout(c, tv) != REDIS_OK || !sync_login(sh, c)) {
-        redisFree(c);
-        return NULL;
-    }
-    if (sh->ep.db) {
-        redisReply *r = redisCommand(c, "SELECT %d", sh->ep.db);
-        freeReplyObject(r);
-    }
-    return c;
-}
-
-/* After the blocking link failed, calls fail at once for this long, so a
- * paused or unreachable Redis costs the main thread one timeout per pause,
- * not one per heartbeat and per admin request. */
-#define REDIS_SYNC_HOLD_OFF_MS 3000
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Run a command on the blocking link (reconnecting if needed); the reply
- * or NULL when Redis cannot be reached.  Call with sync_lock held. */
-static redisReply *sync_argv(struct redis_shard *sh, int argc, const char **argv,
-                             const size_t *lens)
-{
-    if (sh->sync_failed_at && mono_ms() - sh->sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
-        return NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!sh->sync_ctx && !(sh->sync_ctx = sync_connect(sh)))
-            break;
-        redisReply *r = redisCommandArgv(sh->sync_ctx, argc, argv, lens);
-        if (r) {
-            sh->sync_failed_at = 0;
-            return r;
-        }
-        bool timed_out =
-            sh->sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-        redisFree(sh->sync_ctx); /* broken: drop it, try a fresh one once */
-        sh->sync_ctx = NULL;
-        if (timed_out)
-            break; /* a paused Redis: a second try would wait as long again */
-    }
-    sh->sync_failed_at = mono_ms();
-    return NULL;
-}
-
-static redisReply *sync_cmd(struct redis_shard *sh, int argc, const char **argv)
-{
-    size_t small[16], *lens = argc <= 16 ? small : malloc((size_t)argc * sizeof(*lens));
-    if (!lens)
-        return NULL;
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    pthread_mutex_lock(&sh->sync_lock);
-    redisReply *r = sync_argv(sh, argc, argv, lens);
-    pthread_mutex_unlock(&sh->sync_lock);
-    if (lens != small)
-        free(lens);
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        log_warn("redis: %s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* ------------------------------------------------------ async links */
-
-struct redis_link {
-    char name[48];
-    struct redis_shard *shard;
-    struct event_base *base;
-    redisAsyncContext *ac;
-    struct event *retry_ev;
-    int backoff_ms;
-    _Atomic bool up; /* read by the metrics of the admin thread */
-    long in_flight;
-    bool auth_failed; /* closed by us after a refused AUTH: retry later */
-    void (*on_up)(struct redis_link *link);
-    void *owner; /* the worker, or NULL for the bus subscriber */
-};
-
-static void link_connect(struct redis_link *link);
-
-static void link_schedule_retry(struct redis_link *link)
-{
-    struct timeval tv = {link->backoff_ms / 1000, (link->backoff_ms % 1000) * 1000};
-    link->backoff_ms =
-        link->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : link->backoff_ms * 2;
-    event_add(link->retry_ev, &tv);
-}
-
-/* The link is connected and logged in: it selects its database (before
- * anything its owner sends) and counts as up. */
-static void link_up(struct redis_link *link)
-{
-    link->up = true;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    log_info("redis (%s): connected to %s", link->name, link->shard->ep.shown);
-    if (link->shard->ep.db)
-        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", link->shard->ep.db);
-    if (link->on_up)
-        link->on_up(link);
-}
-
-/* AUTH's answer: up, or -- a wrong password, a missing one -- an error
- * naming the server, and a close that retries with back-off (the password
- * may be fixed on the Redis side meanwhile). */
-static void on_link_auth(redisAsyncContext *ac, void *reply, void *priv)
-{
-    struct redis_link *link = priv;
-    redisReply *r = reply;
-    if (!r || !link->ac)
-        return; /* the link went down or is being freed */
-    if (r->type == REDIS_REPLY_ERROR) {
-        log_error("redis (%s): authentication failed at %s: %s", link->name, link->shard->ep.shown,
-                  r->str);
-        link->auth_failed = true;
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    link_up(link);
-}
-
-static void on_link_connect(const redisAsyncContext *ac, int status)
-{
-    struct redis_link *link = ac->data;
-    if (status != REDIS_OK) {
-        log_warn("redis (%s): cannot connect to %s: %s", link->name, link->shard->ep.shown,
-                 ac->errstr);
-        link->ac = NULL; /* hiredis frees it */
-        link_schedule_retry(link);
-        return;
-    }
-    /* AUTH when a password is set, else PING: both show a refusal. */
-    const char *argv[3] = {"AUTH"};
-    int argc = 1;
-    if (*link->shard->ep.password) {
-        if (*link->shard->ep.user)
-            argv[argc++] = link->shard->ep.user;
-        argv[argc++] = link->shard->ep.password;
-    } else {
-        argv[0] = "PING";
-    }
-    if (redisAsyncCommandArgv(link->ac, on_link_auth, link, argc, argv, NULL) != REDIS_OK)
-        redisAsyncDisconnect(link->ac);
-}
-
-static void on_link_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct redis_link *link = ac->data;
-    link->ac = NULL;
-    link->up = false;
-    link->in_flight = 0;
-    if (status != REDIS_OK || link->auth_failed) {
-        link->auth_failed = false;
-        log_warn("redis (%s): connection lost: %s", link->name, ac->errstr);
-        link_schedule_retry(link);
-    }
-}
-
-static void on_link_retry(evutil_socket_t fd, short what, void *arg)
-{
-    link_connect(arg);
-}
-
-static void link_connect(struct redis_link *link)
-{
-    link->ac = *link->shard->ep.socket
-                   ? redisAsyncConnectUnix(link->shard->ep.socket)
-                   : redisAsyncConnect(link->shard->ep.host, link->shard->ep.port);
-    if (!link->ac || link->ac->err) {
-        log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
-        if (link->ac)
-            redisAsyncFree(link->ac);
-        link->ac = NULL;
-        link_schedule_retry(link);
-        return;
-    }
-    link->ac->data = link;
-    redisLibeventAttach(link->ac, link->base);
-    redisAsyncSetConnectCallback(link->ac, on_link_connect);
-    redisAsyncSetDisconnectCallback(link->ac, on_link_disconnect);
-}
-
-static struct redis_link *link_new(const char *name, struct redis_shard *sh,
-                                   struct event_base *base, void (*on_up)(struct redis_link *),
-                                   void *owner)
-{
-    struct redis_link *link = calloc(1, sizeof(*link));
-    if (!link)
-        return NULL;
-    if (nshards > 1)
-        snprintf(link->name, sizeof(link->name), "%s, shard %d", name, sh->index);
-    else
-        snprintf(link->name, sizeof(link->name), "%s", name);
-    link->shard = sh;
-    link->base = base;
-    link->on_up = on_up;
-    link->owner = owner;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    link->retry_ev = evtimer_new(base, on_link_retry, link);
-    link_connect(link);
-    return link;
-}
-
-static void link_free(struct redis_link *link)
-{
-    if (!link)
-        return;
-    if (link->ac) {
-        link->ac->data = link;
-        redisAsyncFree(link->ac); /* pending callbacks run with a NULL reply */
-    }
-    event_free(link->retry_ev);
-    free(link);
-}
-
-static bool link_ready(const struct redis_link *link)
-{
-    return link && link->up && link->ac && link->in_flight < REDIS_MAX_IN_FLIGHT;
-}
-
-/* A command whose callback gets PRIV; false when the link is down. */
-static bool link_argv(struct redis_link *link, redisCallbackFn *fn, void *priv, int argc,
-                      const char **argv, const size_t *lens)
-{
-    if (!link_ready(link))
-        return false;
-    if (redisAsyncCommandArgv(link->ac, fn, priv, argc, argv, lens) != REDIS_OK)
-        return false;
-    if (fn)
-        link->in_flight++;
-    return true;
-}
-
-static void link_done(redisAsyncContext *ac)
-{
-    struct redis_link *link = ac->data;
-    if (link && link->in_flight > 0)
-        link->in_flight--;
-}
+/* ------------------------------------------------------ worker links */
 
 /* Worker W's link to shard SH (NULL off-worker or before it started). */
 static struct redis_link *worker_link(const struct worker *w, const struct redis_shard *sh)
@@ -558,7 +262,7 @@ static bool reseed_rooms(struct redis_shard *sh, json_object *local)
             argc++;
         }
     }
-    redisReply *r = sync_cmd(sh, (int)argc, argv);
+    redisReply *r = redis_sync_cmd(sh, (int)argc, argv);
     did = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
 out:
@@ -590,7 +294,7 @@ static json_object *shard_local_rooms(const struct redis_shard *sh)
 static void mirror_sync(struct redis_shard *sh)
 {
     const char *argv[] = {"SMEMBERS", key_rooms};
-    redisReply *rooms = sync_cmd(sh, 2, argv);
+    redisReply *rooms = redis_sync_cmd(sh, 2, argv);
     if (!rooms || rooms->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(rooms);
         return;
@@ -625,7 +329,7 @@ static void mirror_sync(struct redis_shard *sh)
         char key[1024];
         const char *hv[] = {"HGETALL",
                             room_key(key, sizeof(key), rooms->element[j]->str, "pattern")};
-        redisReply *pairs = sync_cmd(sh, 2, hv);
+        redisReply *pairs = redis_sync_cmd(sh, 2, hv);
         mirror_room(rooms->element[j]->str, pairs);
         freeReplyObject(pairs);
     }
@@ -646,11 +350,11 @@ static void bus_publish(struct redis_shard *sh, struct worker *w, const char *ty
     const char *argv[] = {"PUBLISH", key_bus, b};
     size_t lens[] = {7, strlen(key_bus), len};
     if (w) {
-        if (!link_argv(worker_link(w, sh), NULL, NULL, 3, argv, lens))
+        if (!redis_link_argv(worker_link(w, sh), NULL, NULL, 3, argv, lens))
             log_warn("redis: bus message lost (link down)");
     } else {
         pthread_mutex_lock(&sh->sync_lock);
-        redisReply *r = sync_argv(sh, 3, argv, lens);
+        redisReply *r = redis_sync_argv(sh, 3, argv, lens);
         pthread_mutex_unlock(&sh->sync_lock);
         if (!r)
             log_warn("redis: bus message lost (Redis unreachable)");
@@ -690,7 +394,7 @@ static void say_result(const redisReply *r, struct store_result *res)
 
 static void on_said(redisAsyncContext *ac, void *reply, void *priv)
 {
-    link_done(ac);
+    redis_link_done(ac);
     struct store_result res = {0};
     if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
         log_warn("redis: say: %s", ((redisReply *)reply)->str);
@@ -742,11 +446,11 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
             r.err = ERR_STORE_UNAVAILABLE;
             if (cb)
                 cb(&r, ctx);
-        } else if (!link_argv(worker_link(from, sh), on_said, op, 13, argv, lens))
+        } else if (!redis_link_argv(worker_link(from, sh), on_said, op, 13, argv, lens))
             op_fail(op, ERR_STORE_UNAVAILABLE);
     } else {
         pthread_mutex_lock(&sh->sync_lock);
-        redisReply *reply = head ? sync_argv(sh, 13, argv, lens) : NULL;
+        redisReply *reply = head ? redis_sync_argv(sh, 13, argv, lens) : NULL;
         pthread_mutex_unlock(&sh->sync_lock);
         say_result(reply, &r);
         freeReplyObject(reply);
@@ -825,7 +529,7 @@ struct stream_op {
 
 static void on_stream_read(redisAsyncContext *ac, void *reply, void *priv)
 {
-    link_done(ac);
+    redis_link_done(ac);
     struct stream_op *op = priv;
     redisReply *r = reply;
     struct history_read read = {.since = op->has_since ? &op->since : NULL};
@@ -852,8 +556,8 @@ static void redis_stream_read(struct worker *w, const char *room,
             op->since = *since;
         stream_args(&a, true, room, since, limit, messages);
     }
-    if (!op ||
-        !link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv, a.lens)) {
+    if (!op || !redis_link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv,
+                                a.lens)) {
         free(op);
         struct history_read read = {.since = since};
         struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
@@ -877,16 +581,16 @@ static json_object *redis_room_history(const char *room, long size, long ttl)
     snprintf(tl, sizeof(tl), "%ld", ttl);
     if (size >= 0) {
         const char *hset[] = {"HSET", history, "size", sz};
-        freeReplyObject(sync_cmd(sh, 4, hset));
+        freeReplyObject(redis_sync_cmd(sh, 4, hset));
         const char *trim[] = {"XTRIM", stream, "MAXLEN", sz};
-        freeReplyObject(sync_cmd(sh, 4, trim));
+        freeReplyObject(redis_sync_cmd(sh, 4, trim));
     }
     if (ttl >= 0) {
         const char *hset[] = {"HSET", history, "ttl", tl};
-        freeReplyObject(sync_cmd(sh, 4, hset));
+        freeReplyObject(redis_sync_cmd(sh, 4, hset));
     }
     const char *hmget[] = {"HMGET", history, "size", "ttl"};
-    redisReply *r = sync_cmd(sh, 4, hmget);
+    redisReply *r = redis_sync_cmd(sh, 4, hmget);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         freeReplyObject(r);
         return NULL;
@@ -911,7 +615,7 @@ static json_object *redis_room_messages(const char *room, long limit)
     stream_args(&a, false, room, NULL, limit, true);
     struct redis_shard *sh = room_shard(room);
     pthread_mutex_lock(&sh->sync_lock);
-    redisReply *r = sync_argv(sh, 12, a.argv, a.lens);
+    redisReply *r = redis_sync_argv(sh, 12, a.argv, a.lens);
     pthread_mutex_unlock(&sh->sync_lock);
     struct history_read read = {0};
     if (r && r->type == REDIS_REPLY_ARRAY)
@@ -1218,7 +922,7 @@ static void reap_server(struct redis_shard *sh, const char *s, int64_t deadline)
     snprintf(dl, sizeof(dl), "%lld", (long long)deadline);
     const char *argv[] = {"EVAL", REAP_LUA, "2", key_servers, members, s, settings.redis_prefix,
                           dl};
-    redisReply *r = sync_cmd(sh, 8, argv);
+    redisReply *r = redis_sync_cmd(sh, 8, argv);
     if (r && r->type == REDIS_REPLY_ARRAY) {
         if (r->elements > 0)
             log_info("redis: server %s is gone; removing its %zu members", s, r->elements);
@@ -1241,7 +945,7 @@ static void shard_heartbeat(struct redis_shard *sh)
     int64_t t = now_ms();
     snprintf(now, sizeof(now), "%lld", (long long)t);
     const char *zadd[] = {"ZADD", key_servers, now, server_id};
-    redisReply *r = sync_cmd(sh, 4, zadd);
+    redisReply *r = redis_sync_cmd(sh, 4, zadd);
     bool ok = r != NULL;
     freeReplyObject(r);
     /* Reap only after a full timeout of our own link being up, so servers
@@ -1252,7 +956,7 @@ static void shard_heartbeat(struct redis_shard *sh)
     char deadline[32];
     snprintf(deadline, sizeof(deadline), "%lld", (long long)(t - timeout));
     const char *range[] = {"ZRANGEBYSCORE", key_servers, "-inf", deadline};
-    r = sync_cmd(sh, 4, range);
+    r = redis_sync_cmd(sh, 4, range);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         if (strcmp(r->element[i]->str, server_id) != 0)
             reap_server(sh, r->element[i]->str, t - timeout);
@@ -1335,7 +1039,7 @@ static bool send_member_add(struct worker *w, const char *room, const char *id, 
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(argv[i]);
-    bool ok = value && link_argv(worker_link(w, room_shard(room)), fn, priv, 10, argv, lens);
+    bool ok = value && redis_link_argv(worker_link(w, room_shard(room)), fn, priv, 10, argv, lens);
     free(value);
     return ok;
 }
@@ -1344,7 +1048,7 @@ static void on_join_added(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         registry_leave(op->room, op->uid, op->id);
         op_fail(op,
@@ -1361,7 +1065,7 @@ static void on_join_checked(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_NIL)) {
         op_fail(op, ERR_STORE_UNAVAILABLE);
         return;
@@ -1407,7 +1111,7 @@ static void join_or_listen(struct worker *w, const char *room, const char *id, j
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    if (!link_argv(worker_link(w, room_shard(room)), on_join_checked, op, 6, argv, lens))
+    if (!redis_link_argv(worker_link(w, room_shard(room)), on_join_checked, op, 6, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
@@ -1440,12 +1144,12 @@ static void redis_leave(struct worker *w, const char *room, uint64_t uid, const 
     struct redis_shard *sh = room_shard(room);
     struct redis_link *link = worker_link(w, sh);
     if (link) {
-        link_argv(link, NULL, NULL, 3, hdel, hl);
-        link_argv(link, NULL, NULL, 3, srem, sl);
+        redis_link_argv(link, NULL, NULL, 3, hdel, hl);
+        redis_link_argv(link, NULL, NULL, 3, srem, sl);
     } else {
         pthread_mutex_lock(&sh->sync_lock);
-        freeReplyObject(sync_argv(sh, 3, hdel, hl));
-        freeReplyObject(sync_argv(sh, 3, srem, sl));
+        freeReplyObject(redis_sync_argv(sh, 3, hdel, hl));
+        freeReplyObject(redis_sync_argv(sh, 3, srem, sl));
         pthread_mutex_unlock(&sh->sync_lock);
     }
     if (cb)
@@ -1480,7 +1184,7 @@ static void on_room_viewed(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         op_fail(op, ERR_STORE_UNAVAILABLE);
         return;
@@ -1512,7 +1216,7 @@ static void redis_room_view(struct worker *w, const char *room, uint64_t uid, lo
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
     size_t lens[] = {7, strlen(members)};
-    if (!link_argv(worker_link(w, room_shard(room)), on_room_viewed, op, 2, argv, lens))
+    if (!redis_link_argv(worker_link(w, room_shard(room)), on_room_viewed, op, 2, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
@@ -1520,9 +1224,9 @@ static void redis_room_view(struct worker *w, const char *room, uint64_t uid, lo
 static bool redis_available(const struct worker *w, const char *room)
 {
     if (room)
-        return link_ready(worker_link(w, room_shard(room)));
+        return redis_link_ready(worker_link(w, room_shard(room)));
     for (int i = 0; i < nshards; i++)
-        if (!link_ready(worker_link(w, &shards[i])))
+        if (!redis_link_ready(worker_link(w, &shards[i])))
             return false;
     return true;
 }
@@ -1535,7 +1239,7 @@ static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
     struct redis_link *link = priv;
     struct worker *w = link->owner;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const char *e = r->element[i]->str, *nl = strchr(e, '\n');
         if (!nl)
@@ -1559,8 +1263,8 @@ static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
             const char *srem[] = {"SREM", key_self_members, e};
             size_t hl[] = {4, strlen(members), strlen(id)};
             size_t sl[] = {4, strlen(key_self_members), r->element[i]->len};
-            link_argv(link, NULL, NULL, 3, hdel, hl);
-            link_argv(link, NULL, NULL, 3, srem, sl);
+            redis_link_argv(link, NULL, NULL, 3, hdel, hl);
+            redis_link_argv(link, NULL, NULL, 3, srem, sl);
         }
         free(id);
     }
@@ -1575,11 +1279,11 @@ static void on_worker_up(struct redis_link *link)
     const char *load_say[] = {"SCRIPT", "LOAD", SAY_LUA};
     const char *load_stream[] = {"SCRIPT", "LOAD", STREAM_LUA};
     size_t ll[] = {6, 4, strlen(SAY_LUA)}, sl2[] = {6, 4, strlen(STREAM_LUA)};
-    link_argv(link, NULL, NULL, 3, load_say, ll); /* first: EVALSHA may follow at once */
-    link_argv(link, NULL, NULL, 3, load_stream, sl2);
+    redis_link_argv(link, NULL, NULL, 3, load_say, ll); /* first: EVALSHA may follow at once */
+    redis_link_argv(link, NULL, NULL, 3, load_stream, sl2);
     const char *smembers[] = {"SMEMBERS", key_self_members};
     size_t sl[] = {8, strlen(key_self_members)};
-    link_argv(link, on_self_members, link, 2, smembers, sl);
+    redis_link_argv(link, on_self_members, link, 2, smembers, sl);
     for (struct conn *c = w->conns; c; c = c->hh.next) {
         if (c->dead || !c->room || room_shard(c->room) != link->shard ||
             !store_room_alive(c->room, c->room_uid))
@@ -1593,7 +1297,7 @@ static void on_worker_up(struct redis_link *link)
         size_t lens[8];
         for (int i = 0; i < 8; i++)
             lens[i] = strlen(argv[i]);
-        link_argv(link, NULL, NULL, 8, argv, lens);
+        redis_link_argv(link, NULL, NULL, 8, argv, lens);
         free(value);
     }
 }
@@ -1603,7 +1307,7 @@ static void redis_worker_start(struct worker *w)
 {
     struct redis_link **links = calloc(nshards > 0 ? (size_t)nshards : 1, sizeof(*links));
     for (int i = 0; links && i < nshards; i++)
-        links[i] = link_new("worker", &shards[i], w->base, on_worker_up, w);
+        links[i] = redis_link_new("worker", &shards[i], nshards > 1, w->base, on_worker_up, w);
     w->store_state = links;
 }
 
@@ -1612,7 +1316,7 @@ static void redis_worker_stop(struct worker *w)
     struct redis_link **links = w->store_state;
     w->store_state = NULL;
     for (int i = 0; links && i < nshards; i++)
-        link_free(links[i]);
+        redis_link_free(links[i]);
     free(links);
 }
 
@@ -1638,7 +1342,7 @@ static int room_script(const char *script, const char *type, const char *room)
                           room_key(stream, sizeof(stream), room, "stream"),
                           room,
                           b ? b : ""};
-    redisReply *r = sync_cmd(room_shard(room), 11, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 11, argv);
     free(b);
     int result = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
@@ -1666,13 +1370,13 @@ static bool redis_room_del(const char *room)
 static bool redis_room_exists(const char *room)
 {
     const char *argv[] = {"SISMEMBER", key_rooms, room};
-    redisReply *r = sync_cmd(room_shard(room), 3, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 3, argv);
     bool exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     if (exists && !registry_lookup(room, NULL)) {
         char key[1024];
         const char *hv[] = {"HGETALL", room_key(key, sizeof(key), room, "pattern")};
-        redisReply *pairs = sync_cmd(room_shard(room), 2, hv);
+        redisReply *pairs = redis_sync_cmd(room_shard(room), 2, hv);
         mirror_room(room, pairs);
         freeReplyObject(pairs);
     }
@@ -1721,7 +1425,7 @@ static enum roomd_err redis_room_set_pattern(const char *room, json_object *patt
         lens[i] = i == 7 ? blen : strlen(argv[i]);
     struct redis_shard *sh = room_shard(room);
     pthread_mutex_lock(&sh->sync_lock);
-    redisReply *r = sync_argv(sh, argc, argv, lens);
+    redisReply *r = redis_sync_argv(sh, argc, argv, lens);
     pthread_mutex_unlock(&sh->sync_lock);
     if (r && r->type == REDIS_REPLY_INTEGER)
         err = r->integer == 1 ? ERR_NONE : ERR_ROOM_NOT_FOUND;
@@ -1747,7 +1451,7 @@ static json_object *redis_room_list(void)
     json_object *a = json_object_new_array();
     for (int k = 0; k < nshards; k++) {
         const char *argv[] = {"SMEMBERS", key_rooms};
-        redisReply *r = sync_cmd(&shards[k], 2, argv);
+        redisReply *r = redis_sync_cmd(&shards[k], 2, argv);
         if (!r || r->type != REDIS_REPLY_ARRAY) {
             freeReplyObject(r);
             json_object *known = shard_local_rooms(&shards[k]);
@@ -1769,7 +1473,7 @@ static json_object *redis_room_status(const char *room, long limit)
         return NULL;
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
-    redisReply *r = sync_cmd(room_shard(room), 2, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 2, argv);
     json_object *o = r && r->type == REDIS_REPLY_ARRAY ? status_json(room, r, limit) : NULL;
     freeReplyObject(r);
     return o;
@@ -1820,7 +1524,7 @@ static int redis_open(void)
     for (int i = 0; i < n; i++) {
         struct redis_shard *sh = &shards[i];
         int delay = REDIS_BACKOFF_MIN_MS;
-        while (!(sh->sync_ctx = sync_connect(sh))) {
+        while (!(sh->sync_ctx = redis_sync_connect(sh))) {
             if (sh->sync_auth_failed)
                 return -1; /* logged, naming the server; waiting will not fix it */
             if (!settings.redis_wait) {
@@ -1846,7 +1550,8 @@ static void redis_main_start(void)
     if (heartbeat_ev)
         return;
     for (int i = 0; i < nshards; i++)
-        shards[i].bus_link = link_new("bus", &shards[i], main_base, on_bus_up, NULL);
+        shards[i].bus_link =
+            redis_link_new("bus", &shards[i], nshards > 1, main_base, on_bus_up, NULL);
     heartbeat_ev = event_new(main_base, -1, EV_PERSIST, on_heartbeat, NULL);
     long ms = settings.server_timeout * 1000 / REDIS_HEARTBEATS_PER_TIMEOUT;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -1867,7 +1572,7 @@ static void redis_close(void)
     heartbeat_ev = NULL;
     for (int i = 0; i < nshards; i++) {
         struct redis_shard *sh = &shards[i];
-        link_free(sh->bus_link);
+        redis_link_free(sh->bus_link);
         sh->bus_link = NULL;
         if (sh->sync_ctx) {
             /* A clean stop: this server's members leave now, not at timeout. */
