@@ -784,6 +784,12 @@ static json_object *stats_json(void)
 static void send_metrics(struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
+    /* With a bus, "up" is every shard's subscriber up (flags the admin
+     * thread may read); a worker's own links are its thread's alone. */
+    struct store_bus_stats bs;
+    store_bus_stats(&bs);
+    int store_up = bs.shards > 0 ? bs.up == (bs.shards >= 64 ? ~0ULL : (1ULL << bs.shards) - 1)
+                                 : nworkers > 0 && store_available(&workers[0]);
     evbuffer_add_printf(out,
                         "# HELP roomd_connections Connected clients by transport.\n"
                         "# TYPE roomd_connections gauge\n"
@@ -796,8 +802,7 @@ static void send_metrics(struct evhttp_request *req)
                         "# TYPE roomd_store_up gauge\nroomd_store_up %d\n",
                         conn_count_by_transport(TRANSPORT_SOCKET),
                         conn_count_by_transport(TRANSPORT_WEBSOCKET), registry_room_count(),
-                        registry_member_count(),
-                        nworkers > 0 && store_available(&workers[0]) ? 1 : 0);
+                        registry_member_count(), store_up ? 1 : 0);
     static const struct {
         const char *name, *help;
         size_t offset;
@@ -835,8 +840,6 @@ static void send_metrics(struct evhttp_request *req)
                         "roomd_history_recoveries_total{result=\"lost\"} %llu\n",
                         (unsigned long long)hs.messages, (unsigned long long)hs.bytes,
                         (unsigned long long)hs.recovered, (unsigned long long)hs.lost);
-    struct store_bus_stats bs;
-    store_bus_stats(&bs);
     evbuffer_add_printf(out,
                         "# HELP roomd_bus_messages_received_total Chat messages received from "
                         "the bus, all shards.\n"

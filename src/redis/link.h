@@ -41,7 +41,7 @@ struct redis_shard {
     redisContext *sync_ctx;
     int64_t sync_failed_at;      /* monotonic ms; 0: healthy */
     bool sync_auth_failed;       /* Redis refused our login */
-    struct redis_link *bus_link; /* the subscriber, on the main thread */
+    struct redis_link *_Atomic bus_link; /* the subscriber, on the main thread (metrics read it) */
     int64_t bus_up_since;        /* ms; the reaper waits a full timeout after */
     _Atomic long subscriptions;  /* read by the metrics */
     bool subscribed;             /* its bus was confirmed once: counts for ready */
