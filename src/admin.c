@@ -767,6 +767,17 @@ static json_object *stats_json(void)
     json_object_object_add(h, "recoveriesSucceeded", json_object_new_uint64(hs.recovered));
     json_object_object_add(h, "recoveriesFailed", json_object_new_uint64(hs.lost));
     json_object_object_add(o, "history", h);
+    struct store_bus_stats bs;
+    store_bus_stats(&bs);
+    if (bs.shards > 0) { /* a Redis store: its bus and its shards */
+        json_object *b = json_object_new_object(), *up = json_object_new_array();
+        json_object_object_add(b, "messagesReceived", json_object_new_uint64(bs.received));
+        json_object_object_add(b, "subscriptions", json_object_new_int64(bs.subscriptions));
+        for (int i = 0; i < bs.shards; i++)
+            json_object_array_add(up, json_object_new_boolean(bs.up >> i & 1));
+        json_object_object_add(b, "shardsUp", up);
+        json_object_object_add(o, "bus", b);
+    }
     return o;
 }
 
@@ -774,6 +785,12 @@ static json_object *stats_json(void)
 static void send_metrics(struct evhttp_request *req)
 {
     struct evbuffer *out = evbuffer_new();
+    /* With a bus, "up" is every shard's subscriber up (flags the admin
+     * thread may read); a worker's own links are its thread's alone. */
+    struct store_bus_stats bs;
+    store_bus_stats(&bs);
+    int store_up = bs.shards > 0 ? bs.up == (bs.shards >= 64 ? ~0ULL : (1ULL << bs.shards) - 1)
+                                 : nworkers > 0 && store_available(&workers[0]);
     evbuffer_add_printf(out,
                         "# HELP roomd_connections Connected clients by transport.\n"
                         "# TYPE roomd_connections gauge\n"
@@ -786,8 +803,7 @@ static void send_metrics(struct evhttp_request *req)
                         "# TYPE roomd_store_up gauge\nroomd_store_up %d\n",
                         conn_count_by_transport(TRANSPORT_SOCKET),
                         conn_count_by_transport(TRANSPORT_WEBSOCKET), registry_room_count(),
-                        registry_member_count(),
-                        nworkers > 0 && store_available(&workers[0]) ? 1 : 0);
+                        registry_member_count(), store_up ? 1 : 0);
     static const struct {
         const char *name, *help;
         size_t offset;
@@ -825,6 +841,19 @@ static void send_metrics(struct evhttp_request *req)
                         "roomd_history_recoveries_total{result=\"lost\"} %llu\n",
                         (unsigned long long)hs.messages, (unsigned long long)hs.bytes,
                         (unsigned long long)hs.recovered, (unsigned long long)hs.lost);
+    evbuffer_add_printf(out,
+                        "# HELP roomd_bus_messages_received_total Chat messages received from "
+                        "the bus, all shards.\n"
+                        "# TYPE roomd_bus_messages_received_total counter\n"
+                        "roomd_bus_messages_received_total %llu\n"
+                        "# HELP roomd_bus_subscriptions Bus channels subscribed now.\n"
+                        "# TYPE roomd_bus_subscriptions gauge\nroomd_bus_subscriptions %ld\n",
+                        (unsigned long long)bs.received, bs.subscriptions);
+    if (bs.shards > 0)
+        evbuffer_add_printf(out, "# HELP roomd_redis_up Whether each Redis shard's link is up.\n"
+                                 "# TYPE roomd_redis_up gauge\n");
+    for (int i = 0; i < bs.shards; i++)
+        evbuffer_add_printf(out, "roomd_redis_up{shard=\"%d\"} %d\n", i, (int)(bs.up >> i & 1));
     evbuffer_add_printf(out, "# HELP roomd_errors_total Error replies by text.\n"
                              "# TYPE roomd_errors_total counter\n");
     for (int e = 1; e < ERR__COUNT; e++) {

@@ -12,6 +12,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "redis/url.h"
 #include "verbs.h"
 
 /* roomd.conf(5): "Lines are at most 4095 bytes" (the line end not
@@ -53,7 +54,8 @@ static const struct config_key config_keys[] = {
     {"admin_timeout", KEY_LONG, OFF(admin_timeout), "5", 1, 3600,
      "seconds an admin HTTP connection may stay idle before it is closed", false},
     {"workers", KEY_INT, OFF(workers), "0", 0, 1024, "worker threads; 0 means one per core", true},
-    {"store", KEY_STR, OFF(store), "memory", 0, 0, "memory, or redis://HOST:PORT[/DB]", true},
+    {"store", KEY_STR, OFF(store), "memory", 0, 0,
+     "memory, or redis://[USER[:PASSWORD]@]HOST:PORT[/DB]", true},
     {"redis_prefix", KEY_STR, OFF(redis_prefix), "roomd:", 0, 0, "key prefix in Redis", true},
     {"server_id", KEY_STR, OFF(server_id), "", 0, 0,
      "this server's name in a cluster (default: host name and port)", true},
@@ -61,6 +63,8 @@ static const struct config_key config_keys[] = {
      "seconds without a heartbeat before other servers drop a server's members", true},
     {"redis_wait", KEY_BOOL, OFF(redis_wait), "true", 0, 1,
      "at start-up, wait for Redis (retrying) instead of exiting", true},
+    {"redis_password_file", KEY_STR, OFF(redis_password_file), "", 0, 0,
+     "file whose first line is the Redis password of URLs without one", true},
     {"starting_rooms", KEY_STR, OFF(starting_rooms), "defaultRoom", 0, 0,
      "comma-separated rooms created at boot", false},
     {"default_room", KEY_STR, OFF(default_room), "defaultRoom", 0, 0,
@@ -395,8 +399,10 @@ int config_validate(const struct roomd_config *cfg, char *err, size_t errlen)
 {
     char at[PATH_MAX + 32];
     if (strcmp(cfg->store, "memory") != 0 && strncmp(cfg->store, "redis://", 8) != 0) {
+        char shown[1024];
         snprintf(err, errlen, "%sstore: '%s' is neither 'memory' nor a redis:// URL",
-                 origin_of(cfg, "store", at, sizeof(at)), cfg->store);
+                 origin_of(cfg, "store", at, sizeof(at)),
+                 redis_url_shown(cfg->store, shown, sizeof(shown)));
         return -1;
     }
     if (log_level_parse(cfg->log_level) < 0) {

@@ -27,6 +27,7 @@ struct roomd_config {
     char *server_id;
     long server_timeout;
     bool redis_wait;
+    char *redis_password_file;
     char *starting_rooms; /* comma-separated */
     char *default_room;
     char *welcome_message;

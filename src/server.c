@@ -23,6 +23,7 @@
 #include "conn.h"
 #include "history.h"
 #include "log.h"
+#include "redis/url.h"
 #include "registry.h"
 #include "roomd.h"
 #include "store.h"
@@ -294,10 +295,11 @@ static const char *tls_ready_note(void)
  * and tests wait for) and tell systemd. */
 static void announce_ready(void)
 {
+    char shown[1024];
     write_pid_file();
     log_info("roomd ready: port %d, websocket port %d, admin port %d, %d workers, store %s%s",
              settings.port, settings.websocket_port, *settings.admin_key ? settings.admin_port : 0,
-             nworkers, settings.store, tls_ready_note());
+             nworkers, redis_url_shown(settings.store, shown, sizeof(shown)), tls_ready_note());
     notify("READY=1");
 }
 

@@ -112,7 +112,12 @@ json_object *store_room_status(const char *room, long limit)
 
 bool store_available(const struct worker *w)
 {
-    return !store->available || store->available(w);
+    return !store->available || store->available(w, NULL);
+}
+
+bool store_room_available(const struct worker *w, const char *room)
+{
+    return !store->available || store->available(w, room);
 }
 
 bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, const char *room,
@@ -133,4 +138,11 @@ void store_when_ready(void (*fn)(void))
         store->when_ready(fn);
     else
         fn();
+}
+
+void store_bus_stats(struct store_bus_stats *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (store->bus_stats)
+        store->bus_stats(out);
 }

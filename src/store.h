@@ -24,6 +24,7 @@ struct worker;
 struct msg;
 struct history_position;
 struct history_read;
+struct store_bus_stats;
 
 struct store_result {
     enum roomd_err err;
@@ -67,8 +68,9 @@ struct store_ops {
     /* Call FN (on the main thread) once the store is fully working; NULL:
      * at once. */
     void (*when_ready)(void (*fn)(void));
-    /* Whether W's operations can reach the store now; NULL: always. */
-    bool (*available)(const struct worker *w);
+    /* Whether W's operations on ROOM (NULL: on every room) can reach the
+     * store now; NULL: always. */
+    bool (*available)(const struct worker *w, const char *room);
     /* Whether rooms' streams are numbered and kept (PROTOCOL.md "History
      * and recovery"): positions are given and recoveries answered. */
     bool keeps_history;
@@ -81,6 +83,16 @@ struct store_ops {
      * the registry's. */
     json_object *(*room_history)(const char *room, long size, long ttl);
     json_object *(*room_messages)(const char *room, long limit);
+    /* The bus's figures, from any thread; NULL: no bus. */
+    void (*bus_stats)(struct store_bus_stats *out);
+};
+
+/* What a networked store's bus does, for /metrics and /api/stats. */
+struct store_bus_stats {
+    int shards;         /* Redis servers; 0: no bus (the memory store) */
+    uint64_t up;        /* bit N: shard N's link is up */
+    uint64_t received;  /* chat messages received from the bus, all shards */
+    long subscriptions; /* channels subscribed now */
 };
 
 extern const struct store_ops store_memory_ops;
@@ -113,6 +125,9 @@ bool store_route_conn_call(const char *conn_id, int op, const char *arg_json, co
 /* Whether worker W can reach the store now (say needs it to reach every
  * server: while it cannot, say answers "store unavailable"). */
 bool store_available(const struct worker *w);
+/* Whether worker W can reach room ROOM's part of the store now (a sharded
+ * store: the room's shard). */
+bool store_room_available(const struct worker *w, const char *room);
 /* Whether room NAME is still generation UID (a cheap local check). */
 bool store_room_alive(const char *room, uint64_t uid);
 /* Deliver M to room ROOM's members and listeners but the connection
@@ -133,6 +148,9 @@ void store_stream_read(struct worker *w, const char *room, const struct history_
  * and its last LIMIT kept messages; NULL when there is no such room. */
 json_object *store_room_history(const char *room, long size, long ttl);
 json_object *store_room_messages(const char *room, long limit);
+
+/* The bus's figures (all zero without a bus); any thread. */
+void store_bus_stats(struct store_bus_stats *out);
 
 /* Server-side operations, any thread. */
 int store_room_add(const char *room);  /* 1 created, 0 existed */

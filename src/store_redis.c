@@ -1,5 +1,14 @@
 /* store_redis.c -- the Redis store: rooms, patterns and members shared by
- * every roomd server on one Redis, and the bus that carries their chat.
+ * every roomd server on one Redis or several (shards), and the bus that
+ * carries their chat.
+ *
+ * Shards (roomd-redis(7) "SHARDS"): each room lives on the Redis that
+ * redis/shard.c names; its keys below, its stream and its bus messages are
+ * there.  Each shard is laid out like a single Redis for its own rooms, so
+ * heartbeats, member sets, the reaper, the mirror and re-seeding work per
+ * shard; routed connection calls go over shard 0's bus.  Every server
+ * subscribes to every shard's bus.  The links (blocking and async, login,
+ * back-off) are redis/link.c; URLs and passwords redis/url.c.
  *
  * Key layout (P = redis_prefix, "roomd:" by default; see roomd-redis(7)):
  *   P rooms                    SET   every room name
@@ -34,6 +43,7 @@
  * back-off, re-register their members and re-subscribe. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -50,18 +60,13 @@
 #include "history.h"
 #include "log.h"
 #include "msg.h"
+#include "redis/link.h"
+#include "redis/shard.h"
+#include "redis/url.h"
 #include "registry.h"
 #include "store.h"
 #include "worker.h"
 
-/* Reconnect back-off: from the first to the last delay, doubling. */
-#define REDIS_BACKOFF_MIN_MS 100
-#define REDIS_BACKOFF_MAX_MS 5000
-/* A blocking call waits this long before the server side gives up. */
-#define REDIS_SYNC_TIMEOUT_MS 1000
-/* Commands a link may have in flight before it counts as unavailable: a
- * paused Redis must not make roomd buffer without bound. */
-#define REDIS_MAX_IN_FLIGHT 100000
 /* Heartbeats per server_timeout. */
 #define REDIS_HEARTBEATS_PER_TIMEOUT 5
 
@@ -163,33 +168,16 @@ static const char REAP_LUA[] =
 
 /* ---------------------------------------------------------- settings */
 
-static char redis_host[256];
-static int redis_port = 6379;
-static char redis_socket[256];
-static int redis_db;
+static struct redis_shard shards[REDIS_MAX_URLS]; /* the first nshards */
+static int nshards;
+
+/* The shard that holds ROOM (redis/shard.h). */
+static struct redis_shard *room_shard(const char *room)
+{
+    return &shards[redis_shard_of(room, nshards)];
+}
 static char server_id[300];
 static char key_rooms[512], key_servers[512], key_bus[512], key_self_members[1024];
-
-/* "redis://HOST:PORT[/DB]" or "redis:///path/to/socket". */
-static int parse_url(const char *url)
-{
-    const char *p = url + strlen("redis://");
-    if (*p == '/') {
-        snprintf(redis_socket, sizeof(redis_socket), "%s", p);
-        return 0;
-    }
-    const char *colon = strchr(p, ':'), *slash = strchr(p, '/');
-    size_t hostlen = colon ? (size_t)(colon - p) : slash ? (size_t)(slash - p) : strlen(p);
-    if (hostlen == 0 || hostlen >= sizeof(redis_host))
-        return -1;
-    memcpy(redis_host, p, hostlen);
-    redis_host[hostlen] = '\0';
-    if (colon && (redis_port = atoi(colon + 1)) <= 0)
-        return -1;
-    if (slash)
-        redis_db = atoi(slash + 1);
-    return 0;
-}
 
 /* P room:R:SUFFIX into BUF. */
 static const char *room_key(char *buf, size_t len, const char *room, const char *suffix)
@@ -213,221 +201,12 @@ static char *bus_message(const char *type, const char *room, const char *skip, c
     return b;
 }
 
-/* --------------------------------------------------- the blocking link */
+/* ------------------------------------------------------ worker links */
 
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static redisContext *sync_ctx;
-
-static redisContext *sync_connect(void)
+/* Worker W's link to shard SH (NULL off-worker or before it started). */
+static struct redis_link *worker_link(const struct worker *w, const struct redis_shard *sh)
 {
-    struct timeval tv = {REDIS_SYNC_TIMEOUT_MS / 1000, (REDIS_SYNC_TIMEOUT_MS % 1000) * 1000};
-    redisContext *c = *redis_socket ? redisConnectUnixWithTimeout(redis_socket, tv)
-                                    : redisConnectWithTimeout(redis_host, redis_port, tv);
-    if (!c || c->err) {
-        redisFree(c);
-        return NULL;
-    }
-    if (redisSetTimeout(c, tv) != REDIS_OK) {
-        redisFree(c);
-        return NULL;
-    }
-    if (redis_db) {
-        redisReply *r = redisCommand(c, "SELECT %d", redis_db);
-        freeReplyObject(r);
-    }
-    return c;
-}
-
-/* After the blocking link failed, calls fail at once for this long, so a
- * paused or unreachable Redis costs the main thread one timeout per pause,
- * not one per heartbeat and per admin request. */
-#define REDIS_SYNC_HOLD_OFF_MS 3000
-static int64_t sync_failed_at; /* monotonic ms; 0: healthy */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* Run a command on the blocking link (reconnecting if needed); the reply
- * or NULL when Redis cannot be reached.  Call with sync_lock held. */
-static redisReply *sync_argv(int argc, const char **argv, const size_t *lens)
-{
-    if (sync_failed_at && mono_ms() - sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
-        return NULL;
-    for (int attempt = 0; attempt < 2; attempt++) {
-        if (!sync_ctx && !(sync_ctx = sync_connect()))
-            break;
-        redisReply *r = redisCommandArgv(sync_ctx, argc, argv, lens);
-        if (r) {
-            sync_failed_at = 0;
-            return r;
-        }
-        bool timed_out = sync_ctx->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-        redisFree(sync_ctx); /* broken: drop it, try a fresh one once */
-        sync_ctx = NULL;
-        if (timed_out)
-            break; /* a paused Redis: a second try would wait as long again */
-    }
-    sync_failed_at = mono_ms();
-    return NULL;
-}
-
-static redisReply *sync_cmd(int argc, const char **argv)
-{
-    size_t small[16], *lens = argc <= 16 ? small : malloc((size_t)argc * sizeof(*lens));
-    if (!lens)
-        return NULL;
-    for (int i = 0; i < argc; i++)
-        lens[i] = strlen(argv[i]);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(argc, argv, lens);
-    pthread_mutex_unlock(&sync_lock);
-    if (lens != small)
-        free(lens);
-    if (r && r->type == REDIS_REPLY_ERROR) {
-        log_warn("redis: %s", r->str);
-        freeReplyObject(r);
-        return NULL;
-    }
-    return r;
-}
-
-/* ------------------------------------------------------ async links */
-
-struct redis_link {
-    const char *name;
-    struct event_base *base;
-    redisAsyncContext *ac;
-    struct event *retry_ev;
-    int backoff_ms;
-    _Atomic bool up; /* read by the metrics of the admin thread */
-    long in_flight;
-    void (*on_up)(struct redis_link *link);
-    void *owner; /* the worker, or NULL for the bus subscriber */
-};
-
-static void link_connect(struct redis_link *link);
-
-static void link_schedule_retry(struct redis_link *link)
-{
-    struct timeval tv = {link->backoff_ms / 1000, (link->backoff_ms % 1000) * 1000};
-    link->backoff_ms =
-        link->backoff_ms * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : link->backoff_ms * 2;
-    event_add(link->retry_ev, &tv);
-}
-
-static void on_link_connect(const redisAsyncContext *ac, int status)
-{
-    struct redis_link *link = ac->data;
-    if (status != REDIS_OK) {
-        log_warn("redis (%s): cannot connect: %s", link->name, ac->errstr);
-        link->ac = NULL; /* hiredis frees it */
-        link_schedule_retry(link);
-        return;
-    }
-    link->up = true;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    log_info("redis (%s): connected", link->name);
-    if (link->on_up)
-        link->on_up(link);
-}
-
-static void on_link_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct redis_link *link = ac->data;
-    link->ac = NULL;
-    link->up = false;
-    link->in_flight = 0;
-    if (status != REDIS_OK) {
-        log_warn("redis (%s): connection lost: %s", link->name, ac->errstr);
-        link_schedule_retry(link);
-    }
-}
-
-static void on_link_retry(evutil_socket_t fd, short what, void *arg)
-{
-    link_connect(arg);
-}
-
-static void link_connect(struct redis_link *link)
-{
-    link->ac = *redis_socket ? redisAsyncConnectUnix(redis_socket)
-                             : redisAsyncConnect(redis_host, redis_port);
-    if (!link->ac || link->ac->err) {
-        log_warn("redis (%s): %s", link->name, link->ac ? link->ac->errstr : "out of memory");
-        if (link->ac)
-            redisAsyncFree(link->ac);
-        link->ac = NULL;
-        link_schedule_retry(link);
-        return;
-    }
-    link->ac->data = link;
-    redisLibeventAttach(link->ac, link->base);
-    redisAsyncSetConnectCallback(link->ac, on_link_connect);
-    redisAsyncSetDisconnectCallback(link->ac, on_link_disconnect);
-    if (redis_db)
-        redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", redis_db);
-}
-
-static struct redis_link *link_new(const char *name, struct event_base *base,
-                                   void (*on_up)(struct redis_link *), void *owner)
-{
-    struct redis_link *link = calloc(1, sizeof(*link));
-    if (!link)
-        return NULL;
-    link->name = name;
-    link->base = base;
-    link->on_up = on_up;
-    link->owner = owner;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
-    link->retry_ev = evtimer_new(base, on_link_retry, link);
-    link_connect(link);
-    return link;
-}
-
-static void link_free(struct redis_link *link)
-{
-    if (!link)
-        return;
-    if (link->ac) {
-        link->ac->data = link;
-        redisAsyncFree(link->ac); /* pending callbacks run with a NULL reply */
-    }
-    event_free(link->retry_ev);
-    free(link);
-}
-
-static bool link_ready(const struct redis_link *link)
-{
-    return link && link->up && link->ac && link->in_flight < REDIS_MAX_IN_FLIGHT;
-}
-
-/* A command whose callback gets PRIV; false when the link is down. */
-static bool link_argv(struct redis_link *link, redisCallbackFn *fn, void *priv, int argc,
-                      const char **argv, const size_t *lens)
-{
-    if (!link_ready(link))
-        return false;
-    if (redisAsyncCommandArgv(link->ac, fn, priv, argc, argv, lens) != REDIS_OK)
-        return false;
-    if (fn)
-        link->in_flight++;
-    return true;
-}
-
-static void link_done(redisAsyncContext *ac)
-{
-    struct redis_link *link = ac->data;
-    if (link && link->in_flight > 0)
-        link->in_flight--;
-}
-
-static struct redis_link *worker_link(const struct worker *w)
-{
-    return w ? w->store_state : NULL;
+    return w && w->store_state ? ((struct redis_link **)w->store_state)[sh->index] : NULL;
 }
 
 /* ------------------------------------------------------------ mirror */
@@ -448,7 +227,7 @@ static void mirror_room(const char *room, const redisReply *pairs)
 /* Write the rooms of LOCAL (names) and their patterns back into an empty
  * Redis in one script, so a server reading meanwhile sees all or none.
  * Returns whether this server did it (0: another one was first). */
-static bool reseed_rooms(json_object *local)
+static bool reseed_rooms(struct redis_shard *sh, json_object *local)
 {
     size_t nrooms = json_object_array_length(local), argc = 4, cap = 5 + 2 * nrooms;
     json_object **patterns = calloc(nrooms + 1, sizeof(*patterns));
@@ -483,7 +262,7 @@ static bool reseed_rooms(json_object *local)
             argc++;
         }
     }
-    redisReply *r = sync_cmd((int)argc, argv);
+    redisReply *r = redis_sync_cmd(sh, (int)argc, argv);
     did = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
 out:
@@ -497,21 +276,35 @@ out:
     return did == 1;
 }
 
-/* Re-read every room and pattern: rooms Redis lacks are deleted locally. */
-static void mirror_sync(void)
+/* The rooms this server knows that live on shard SH (a JSON array). */
+static json_object *shard_local_rooms(const struct redis_shard *sh)
+{
+    json_object *all = registry_list(), *mine = json_object_new_array();
+    for (size_t i = 0; i < json_object_array_length(all); i++) {
+        json_object *name = json_object_array_get_idx(all, i);
+        if (room_shard(json_object_get_string(name)) == sh)
+            json_object_array_add(mine, json_object_get(name));
+    }
+    json_object_put(all);
+    return mine;
+}
+
+/* Re-read every room and pattern of shard SH: its rooms Redis lacks are
+ * deleted locally. */
+static void mirror_sync(struct redis_shard *sh)
 {
     const char *argv[] = {"SMEMBERS", key_rooms};
-    redisReply *rooms = sync_cmd(2, argv);
+    redisReply *rooms = redis_sync_cmd(sh, 2, argv);
     if (!rooms || rooms->type != REDIS_REPLY_ARRAY) {
         freeReplyObject(rooms);
         return;
     }
-    json_object *local = registry_list();
+    json_object *local = shard_local_rooms(sh);
     if (rooms->elements == 0 && json_object_array_length(local) > 0) {
         /* Redis came back empty (restarted without persistence): what the
          * servers remember is the best truth left, so put it back. */
-        if (reseed_rooms(local)) {
-            log_warn("redis: no rooms in Redis; restored the %zu rooms known here",
+        if (reseed_rooms(sh, local)) {
+            log_warn("redis: no rooms in %s; restored the %zu rooms known here", sh->ep.shown,
                      json_object_array_length(local));
             json_object_put(local);
             freeReplyObject(rooms);
@@ -520,7 +313,7 @@ static void mirror_sync(void)
         /* Another server was first: read what it restored. */
         json_object_put(local);
         freeReplyObject(rooms);
-        mirror_sync();
+        mirror_sync(sh);
         return;
     }
     for (size_t i = 0; i < json_object_array_length(local); i++) {
@@ -536,7 +329,7 @@ static void mirror_sync(void)
         char key[1024];
         const char *hv[] = {"HGETALL",
                             room_key(key, sizeof(key), rooms->element[j]->str, "pattern")};
-        redisReply *pairs = sync_cmd(2, hv);
+        redisReply *pairs = redis_sync_cmd(sh, 2, hv);
         mirror_room(rooms->element[j]->str, pairs);
         freeReplyObject(pairs);
     }
@@ -545,10 +338,10 @@ static void mirror_sync(void)
 
 /* -------------------------------------------------- publishing to all */
 
-/* Publish a bus message from worker W (its link) or, off-worker, through
- * the blocking link. */
-static void bus_publish(struct worker *w, const char *type, const char *room, const char *skip,
-                        const char *payload, size_t plen)
+/* Publish a bus message on shard SH from worker W (its link) or,
+ * off-worker, through the blocking link. */
+static void bus_publish(struct redis_shard *sh, struct worker *w, const char *type,
+                        const char *room, const char *skip, const char *payload, size_t plen)
 {
     size_t len;
     char *b = bus_message(type, room, skip, payload, plen, &len);
@@ -557,12 +350,12 @@ static void bus_publish(struct worker *w, const char *type, const char *room, co
     const char *argv[] = {"PUBLISH", key_bus, b};
     size_t lens[] = {7, strlen(key_bus), len};
     if (w) {
-        if (!link_argv(worker_link(w), NULL, NULL, 3, argv, lens))
+        if (!redis_link_argv(worker_link(w, sh), NULL, NULL, 3, argv, lens))
             log_warn("redis: bus message lost (link down)");
     } else {
-        pthread_mutex_lock(&sync_lock);
-        redisReply *r = sync_argv(3, argv, lens);
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        redisReply *r = redis_sync_argv(sh, 3, argv, lens);
+        pthread_mutex_unlock(&sh->sync_lock);
         if (!r)
             log_warn("redis: bus message lost (Redis unreachable)");
         freeReplyObject(r);
@@ -601,7 +394,7 @@ static void say_result(const redisReply *r, struct store_result *res)
 
 static void on_said(redisAsyncContext *ac, void *reply, void *priv)
 {
-    link_done(ac);
+    redis_link_done(ac);
     struct store_result res = {0};
     if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR)
         log_warn("redis: say: %s", ((redisReply *)reply)->str);
@@ -617,9 +410,10 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
                           void *ctx)
 {
     struct store_result r = {0};
+    struct redis_shard *sh = room_shard(room);
     if (!keep) {
         worker_fanout(from, room, uid, m, skip_serial, false);
-        bus_publish(from, "chat", room, skip_id, m->data, m->len);
+        bus_publish(sh, from, "chat", room, skip_id, m->data, m->len);
         if (cb)
             cb(&r, ctx);
         return;
@@ -652,12 +446,12 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
             r.err = ERR_STORE_UNAVAILABLE;
             if (cb)
                 cb(&r, ctx);
-        } else if (!link_argv(worker_link(from), on_said, op, 13, argv, lens))
+        } else if (!redis_link_argv(worker_link(from, sh), on_said, op, 13, argv, lens))
             op_fail(op, ERR_STORE_UNAVAILABLE);
     } else {
-        pthread_mutex_lock(&sync_lock);
-        redisReply *reply = head ? sync_argv(13, argv, lens) : NULL;
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        redisReply *reply = head ? redis_sync_argv(sh, 13, argv, lens) : NULL;
+        pthread_mutex_unlock(&sh->sync_lock);
         say_result(reply, &r);
         freeReplyObject(reply);
         if (cb)
@@ -735,7 +529,7 @@ struct stream_op {
 
 static void on_stream_read(redisAsyncContext *ac, void *reply, void *priv)
 {
-    link_done(ac);
+    redis_link_done(ac);
     struct stream_op *op = priv;
     redisReply *r = reply;
     struct history_read read = {.since = op->has_since ? &op->since : NULL};
@@ -762,7 +556,8 @@ static void redis_stream_read(struct worker *w, const char *room,
             op->since = *since;
         stream_args(&a, true, room, since, limit, messages);
     }
-    if (!op || !link_argv(worker_link(w), on_stream_read, op, 12, a.argv, a.lens)) {
+    if (!op || !redis_link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv,
+                                a.lens)) {
         free(op);
         struct history_read read = {.since = since};
         struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
@@ -778,6 +573,7 @@ static json_object *redis_room_history(const char *room, long size, long ttl)
 {
     if (!redis_room_exists(room))
         return NULL;
+    struct redis_shard *sh = room_shard(room);
     char history[1024], stream[1024], sz[24], tl[24];
     room_key(history, sizeof(history), room, "history");
     room_key(stream, sizeof(stream), room, "stream");
@@ -785,16 +581,16 @@ static json_object *redis_room_history(const char *room, long size, long ttl)
     snprintf(tl, sizeof(tl), "%ld", ttl);
     if (size >= 0) {
         const char *hset[] = {"HSET", history, "size", sz};
-        freeReplyObject(sync_cmd(4, hset));
+        freeReplyObject(redis_sync_cmd(sh, 4, hset));
         const char *trim[] = {"XTRIM", stream, "MAXLEN", sz};
-        freeReplyObject(sync_cmd(4, trim));
+        freeReplyObject(redis_sync_cmd(sh, 4, trim));
     }
     if (ttl >= 0) {
         const char *hset[] = {"HSET", history, "ttl", tl};
-        freeReplyObject(sync_cmd(4, hset));
+        freeReplyObject(redis_sync_cmd(sh, 4, hset));
     }
     const char *hmget[] = {"HMGET", history, "size", "ttl"};
-    redisReply *r = sync_cmd(4, hmget);
+    redisReply *r = redis_sync_cmd(sh, 4, hmget);
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
         freeReplyObject(r);
         return NULL;
@@ -817,9 +613,10 @@ static json_object *redis_room_messages(const char *room, long limit)
         return NULL;
     struct stream_args a;
     stream_args(&a, false, room, NULL, limit, true);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(12, a.argv, a.lens);
-    pthread_mutex_unlock(&sync_lock);
+    struct redis_shard *sh = room_shard(room);
+    pthread_mutex_lock(&sh->sync_lock);
+    redisReply *r = redis_sync_argv(sh, 12, a.argv, a.lens);
+    pthread_mutex_unlock(&sh->sync_lock);
     struct history_read read = {0};
     if (r && r->type == REDIS_REPLY_ARRAY)
         stream_result(r, &read);
@@ -841,7 +638,7 @@ static void announce_left(const char *id, const char *room)
         return;
     if (workers && registry_lookup(room, &uid))
         worker_fanout(NULL, room, uid, m, 0, false); /* none before start, after stop */
-    bus_publish(NULL, "chat", room, id, m->data, m->len);
+    bus_publish(room_shard(room), NULL, "chat", room, id, m->data, m->len);
     msg_unref(m);
 }
 
@@ -906,7 +703,7 @@ static bool redis_route_conn_call(const char *conn_id, int op, const char *arg_j
         json_object_object_add(o, "room", json_object_new_string(room));
     json_object_object_add(o, "force", json_object_new_boolean(force));
     const char *text = json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS);
-    bus_publish(NULL, "connop", "", NULL, text, strlen(text));
+    bus_publish(&shards[0], NULL, "connop", "", NULL, text, strlen(text));
     json_object_put(o);
     struct timeval tv = {ROUTE_TIMEOUT_MS / 1000, (ROUTE_TIMEOUT_MS % 1000) * 1000};
     event_base_once(main_base, -1, EV_TIMEOUT, on_route_timeout, (void *)(uintptr_t)rc->req, &tv);
@@ -930,7 +727,7 @@ static void route_answer(const char *error, const char *result, void *ud)
     else
         json_object_object_add(o, "result", json_object_new_string(result));
     const char *text = json_object_to_json_string_ext(o, ROOMD_JSON_FLAGS);
-    bus_publish(NULL, "connres", rr->origin, NULL, text, strlen(text));
+    bus_publish(&shards[0], NULL, "connres", rr->origin, NULL, text, strlen(text));
     json_object_put(o);
     free(rr->origin);
     free(rr);
@@ -981,9 +778,9 @@ static void route_done(json_object *o)
 
 /* ---------------------------------------------------- the subscriber */
 
-static struct redis_link *bus_link;
+/* Read by the admin thread's metrics. */
+static _Atomic uint64_t bus_received;
 static struct event *heartbeat_ev;
-static int64_t bus_up_since; /* ms; the reaper waits a full timeout after */
 
 /* One bus message from another server: deliver to local recipients or
  * apply a room change to the mirror. */
@@ -1003,6 +800,8 @@ static void bus_dispatch(const char *b, size_t len)
     f[4] = p;
     flen[4] = (size_t)(end - p);
     bool say = flen[1] == 3 && memcmp(f[1], "say", 3) == 0;
+    if (say || (flen[1] == 4 && memcmp(f[1], "chat", 4) == 0))
+        atomic_fetch_add_explicit(&bus_received, 1, memory_order_relaxed);
     if (!say && flen[0] == strlen(server_id) && memcmp(f[0], server_id, flen[0]) == 0)
         return; /* ours: delivered locally when published (a say comes from here) */
     char *room = strndup(f[2], flen[2]), *type = strndup(f[1], flen[1]);
@@ -1056,11 +855,15 @@ static void (*when_subscribed)(void);
 /* The subscription is active: from now on no bus event is missed, so this
  * is when the mirror is re-read (not before: an event published between a
  * read and the subscription would be lost). */
-static void on_bus_subscribed(void)
+static void on_bus_subscribed(struct redis_shard *sh)
 {
-    bus_up_since = now_ms();
-    sync_failed_at = 0; /* Redis answers again: no need to hold off */
-    mirror_sync();
+    sh->bus_up_since = now_ms();
+    sh->sync_failed_at = 0; /* Redis answers again: no need to hold off */
+    mirror_sync(sh);
+    sh->subscribed = true;
+    for (int i = 0; i < nshards; i++)
+        if (!shards[i].subscribed)
+            return; /* ready waits for every shard */
     if (when_subscribed) {
         void (*fn)(void) = when_subscribed;
         when_subscribed = NULL;
@@ -1076,13 +879,29 @@ static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
         return;
     if (!strcmp(r->element[0]->str, "message"))
         bus_dispatch(r->element[2]->str, r->element[2]->len);
-    else if (!strcmp(r->element[0]->str, "subscribe"))
-        on_bus_subscribed();
+    else if (!strcmp(r->element[0]->str, "subscribe")) {
+        if (r->element[2]->type == REDIS_REPLY_INTEGER)
+            ((struct redis_shard *)priv)->subscriptions = (long)r->element[2]->integer;
+        on_bus_subscribed(priv);
+    }
+}
+
+static void redis_bus_stats(struct store_bus_stats *out)
+{
+    out->shards = nshards;
+    out->received = atomic_load_explicit(&bus_received, memory_order_relaxed);
+    for (int i = 0; i < nshards; i++) {
+        struct redis_link *link = shards[i].bus_link;
+        if (link && link->up) {
+            out->up |= (uint64_t)1 << i;
+            out->subscriptions += shards[i].subscriptions;
+        }
+    }
 }
 
 static void on_bus_up(struct redis_link *link)
 {
-    redisAsyncCommand(link->ac, on_bus_message, NULL, "SUBSCRIBE %s", key_bus);
+    redisAsyncCommand(link->ac, on_bus_message, link->shard, "SUBSCRIBE %s", key_bus);
 }
 
 /* roomd is ready once the bus subscription works: a room created on another
@@ -1094,15 +913,16 @@ static void redis_when_ready(void (*fn)(void))
 
 /* ------------------------------------------------ heartbeat and reaper */
 
-/* Take server S's members out of every room and announce their leaving. */
-static void reap_server(const char *s, int64_t deadline)
+/* Take server S's members out of every room of shard SH and announce their
+ * leaving (each shard keeps the heartbeats and member sets of its rooms). */
+static void reap_server(struct redis_shard *sh, const char *s, int64_t deadline)
 {
     char members[1024], dl[32];
     snprintf(members, sizeof(members), "%sserver:%s:members", settings.redis_prefix, s);
     snprintf(dl, sizeof(dl), "%lld", (long long)deadline);
     const char *argv[] = {"EVAL", REAP_LUA, "2", key_servers, members, s, settings.redis_prefix,
                           dl};
-    redisReply *r = sync_cmd(8, argv);
+    redisReply *r = redis_sync_cmd(sh, 8, argv);
     if (r && r->type == REDIS_REPLY_ARRAY) {
         if (r->elements > 0)
             log_info("redis: server %s is gone; removing its %zu members", s, r->elements);
@@ -1118,28 +938,35 @@ static void reap_server(const char *s, int64_t deadline)
     freeReplyObject(r);
 }
 
-static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+/* One heartbeat on shard SH, and its reaper. */
+static void shard_heartbeat(struct redis_shard *sh)
 {
     char now[32];
     int64_t t = now_ms();
     snprintf(now, sizeof(now), "%lld", (long long)t);
     const char *zadd[] = {"ZADD", key_servers, now, server_id};
-    redisReply *r = sync_cmd(4, zadd);
+    redisReply *r = redis_sync_cmd(sh, 4, zadd);
     bool ok = r != NULL;
     freeReplyObject(r);
     /* Reap only after a full timeout of our own link being up, so servers
      * that lost Redis with us have had time to beat again. */
     int64_t timeout = settings.server_timeout * 1000;
-    if (!ok || !bus_link->up || t - bus_up_since < timeout)
+    if (!ok || !sh->bus_link || !sh->bus_link->up || t - sh->bus_up_since < timeout)
         return;
     char deadline[32];
     snprintf(deadline, sizeof(deadline), "%lld", (long long)(t - timeout));
     const char *range[] = {"ZRANGEBYSCORE", key_servers, "-inf", deadline};
-    r = sync_cmd(4, range);
+    r = redis_sync_cmd(sh, 4, range);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++)
         if (strcmp(r->element[i]->str, server_id) != 0)
-            reap_server(r->element[i]->str, t - timeout);
+            reap_server(sh, r->element[i]->str, t - timeout);
     freeReplyObject(r);
+}
+
+static void on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    for (int i = 0; i < nshards; i++)
+        shard_heartbeat(&shards[i]);
 }
 
 /* ------------------------------------------------- worker operations */
@@ -1212,7 +1039,7 @@ static bool send_member_add(struct worker *w, const char *room, const char *id, 
     size_t lens[10];
     for (int i = 0; i < 10; i++)
         lens[i] = strlen(argv[i]);
-    bool ok = value && link_argv(worker_link(w), fn, priv, 10, argv, lens);
+    bool ok = value && redis_link_argv(worker_link(w, room_shard(room)), fn, priv, 10, argv, lens);
     free(value);
     return ok;
 }
@@ -1221,7 +1048,7 @@ static void on_join_added(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || r->type != REDIS_REPLY_INTEGER || r->integer != 1) {
         registry_leave(op->room, op->uid, op->id);
         op_fail(op,
@@ -1238,7 +1065,7 @@ static void on_join_checked(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || (r->type != REDIS_REPLY_ARRAY && r->type != REDIS_REPLY_NIL)) {
         op_fail(op, ERR_STORE_UNAVAILABLE);
         return;
@@ -1284,7 +1111,7 @@ static void join_or_listen(struct worker *w, const char *room, const char *id, j
     size_t lens[6];
     for (int i = 0; i < 6; i++)
         lens[i] = strlen(argv[i]);
-    if (!link_argv(worker_link(w), on_join_checked, op, 6, argv, lens))
+    if (!redis_link_argv(worker_link(w, room_shard(room)), on_join_checked, op, 6, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
@@ -1314,15 +1141,16 @@ static void redis_leave(struct worker *w, const char *room, uint64_t uid, const 
     const char *srem[] = {"SREM", key_self_members, entry};
     size_t hl[] = {4, strlen(members), strlen(id)},
            sl[] = {4, strlen(key_self_members), strlen(entry)};
-    struct redis_link *link = worker_link(w);
+    struct redis_shard *sh = room_shard(room);
+    struct redis_link *link = worker_link(w, sh);
     if (link) {
-        link_argv(link, NULL, NULL, 3, hdel, hl);
-        link_argv(link, NULL, NULL, 3, srem, sl);
+        redis_link_argv(link, NULL, NULL, 3, hdel, hl);
+        redis_link_argv(link, NULL, NULL, 3, srem, sl);
     } else {
-        pthread_mutex_lock(&sync_lock);
-        freeReplyObject(sync_argv(3, hdel, hl));
-        freeReplyObject(sync_argv(3, srem, sl));
-        pthread_mutex_unlock(&sync_lock);
+        pthread_mutex_lock(&sh->sync_lock);
+        freeReplyObject(redis_sync_argv(sh, 3, hdel, hl));
+        freeReplyObject(redis_sync_argv(sh, 3, srem, sl));
+        pthread_mutex_unlock(&sh->sync_lock);
     }
     if (cb)
         cb(&res, ctx);
@@ -1356,7 +1184,7 @@ static void on_room_viewed(redisAsyncContext *ac, void *reply, void *priv)
 {
     struct redis_op *op = priv;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     if (!r || r->type != REDIS_REPLY_ARRAY) {
         op_fail(op, ERR_STORE_UNAVAILABLE);
         return;
@@ -1388,13 +1216,19 @@ static void redis_room_view(struct worker *w, const char *room, uint64_t uid, lo
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
     size_t lens[] = {7, strlen(members)};
-    if (!link_argv(worker_link(w), on_room_viewed, op, 2, argv, lens))
+    if (!redis_link_argv(worker_link(w, room_shard(room)), on_room_viewed, op, 2, argv, lens))
         op_fail(op, ERR_STORE_UNAVAILABLE);
 }
 
-static bool redis_available(const struct worker *w)
+/* Whether W reaches ROOM's shard now (NULL: every shard). */
+static bool redis_available(const struct worker *w, const char *room)
 {
-    return link_ready(worker_link(w));
+    if (room)
+        return redis_link_ready(worker_link(w, room_shard(room)));
+    for (int i = 0; i < nshards; i++)
+        if (!redis_link_ready(worker_link(w, &shards[i])))
+            return false;
+    return true;
 }
 
 /* Entries of this server's member set that no connection of worker W holds
@@ -1402,9 +1236,10 @@ static bool redis_available(const struct worker *w)
  * from an old snapshot) are removed, from the set and from their room. */
 static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
 {
-    struct worker *w = priv;
+    struct redis_link *link = priv;
+    struct worker *w = link->owner;
     redisReply *r = reply;
-    link_done(ac);
+    redis_link_done(ac);
     for (size_t i = 0; r && r->type == REDIS_REPLY_ARRAY && i < r->elements; i++) {
         const char *e = r->element[i]->str, *nl = strchr(e, '\n');
         if (!nl)
@@ -1428,8 +1263,8 @@ static void on_self_members(redisAsyncContext *ac, void *reply, void *priv)
             const char *srem[] = {"SREM", key_self_members, e};
             size_t hl[] = {4, strlen(members), strlen(id)};
             size_t sl[] = {4, strlen(key_self_members), r->element[i]->len};
-            link_argv(w->store_state, NULL, NULL, 3, hdel, hl);
-            link_argv(w->store_state, NULL, NULL, 3, srem, sl);
+            redis_link_argv(link, NULL, NULL, 3, hdel, hl);
+            redis_link_argv(link, NULL, NULL, 3, srem, sl);
         }
         free(id);
     }
@@ -1444,13 +1279,14 @@ static void on_worker_up(struct redis_link *link)
     const char *load_say[] = {"SCRIPT", "LOAD", SAY_LUA};
     const char *load_stream[] = {"SCRIPT", "LOAD", STREAM_LUA};
     size_t ll[] = {6, 4, strlen(SAY_LUA)}, sl2[] = {6, 4, strlen(STREAM_LUA)};
-    link_argv(link, NULL, NULL, 3, load_say, ll); /* first: EVALSHA may follow at once */
-    link_argv(link, NULL, NULL, 3, load_stream, sl2);
+    redis_link_argv(link, NULL, NULL, 3, load_say, ll); /* first: EVALSHA may follow at once */
+    redis_link_argv(link, NULL, NULL, 3, load_stream, sl2);
     const char *smembers[] = {"SMEMBERS", key_self_members};
     size_t sl[] = {8, strlen(key_self_members)};
-    link_argv(link, on_self_members, w, 2, smembers, sl);
+    redis_link_argv(link, on_self_members, link, 2, smembers, sl);
     for (struct conn *c = w->conns; c; c = c->hh.next) {
-        if (c->dead || !c->room || !store_room_alive(c->room, c->room_uid))
+        if (c->dead || !c->room || room_shard(c->room) != link->shard ||
+            !store_room_alive(c->room, c->room_uid))
             continue;
         char members[1024], entry[1024];
         room_key(members, sizeof(members), c->room, "members");
@@ -1461,21 +1297,27 @@ static void on_worker_up(struct redis_link *link)
         size_t lens[8];
         for (int i = 0; i < 8; i++)
             lens[i] = strlen(argv[i]);
-        link_argv(link, NULL, NULL, 8, argv, lens);
+        redis_link_argv(link, NULL, NULL, 8, argv, lens);
         free(value);
     }
 }
 
+/* Each worker has a link to every shard: W->store_state is their array. */
 static void redis_worker_start(struct worker *w)
 {
-    static const char *const names[] = {"worker"};
-    w->store_state = link_new(names[0], w->base, on_worker_up, w);
+    struct redis_link **links = calloc(nshards > 0 ? (size_t)nshards : 1, sizeof(*links));
+    for (int i = 0; links && i < nshards; i++)
+        links[i] = redis_link_new("worker", &shards[i], nshards > 1, w->base, on_worker_up, w);
+    w->store_state = links;
 }
 
 static void redis_worker_stop(struct worker *w)
 {
-    link_free(w->store_state);
+    struct redis_link **links = w->store_state;
     w->store_state = NULL;
+    for (int i = 0; links && i < nshards; i++)
+        redis_link_free(links[i]);
+    free(links);
 }
 
 /* ------------------------------------------------ server-side (sync) */
@@ -1500,7 +1342,7 @@ static int room_script(const char *script, const char *type, const char *room)
                           room_key(stream, sizeof(stream), room, "stream"),
                           room,
                           b ? b : ""};
-    redisReply *r = sync_cmd(11, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 11, argv);
     free(b);
     int result = r && r->type == REDIS_REPLY_INTEGER ? (int)r->integer : -1;
     freeReplyObject(r);
@@ -1528,13 +1370,13 @@ static bool redis_room_del(const char *room)
 static bool redis_room_exists(const char *room)
 {
     const char *argv[] = {"SISMEMBER", key_rooms, room};
-    redisReply *r = sync_cmd(3, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 3, argv);
     bool exists = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
     freeReplyObject(r);
     if (exists && !registry_lookup(room, NULL)) {
         char key[1024];
         const char *hv[] = {"HGETALL", room_key(key, sizeof(key), room, "pattern")};
-        redisReply *pairs = sync_cmd(2, hv);
+        redisReply *pairs = redis_sync_cmd(room_shard(room), 2, hv);
         mirror_room(room, pairs);
         freeReplyObject(pairs);
     }
@@ -1581,9 +1423,10 @@ static enum roomd_err redis_room_set_pattern(const char *room, json_object *patt
     argv[7] = bus;
     for (int i = 0; i < argc; i++)
         lens[i] = i == 7 ? blen : strlen(argv[i]);
-    pthread_mutex_lock(&sync_lock);
-    redisReply *r = sync_argv(argc, argv, lens);
-    pthread_mutex_unlock(&sync_lock);
+    struct redis_shard *sh = room_shard(room);
+    pthread_mutex_lock(&sh->sync_lock);
+    redisReply *r = redis_sync_argv(sh, argc, argv, lens);
+    pthread_mutex_unlock(&sh->sync_lock);
     if (r && r->type == REDIS_REPLY_INTEGER)
         err = r->integer == 1 ? ERR_NONE : ERR_ROOM_NOT_FOUND;
     freeReplyObject(r);
@@ -1601,18 +1444,26 @@ out:
     return err;
 }
 
+/* Every shard's rooms; a shard that cannot be asked contributes the rooms
+ * this server knows on it. */
 static json_object *redis_room_list(void)
 {
-    const char *argv[] = {"SMEMBERS", key_rooms};
-    redisReply *r = sync_cmd(2, argv);
-    if (!r || r->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(r);
-        return registry_list(); /* Redis away: what this server knows */
-    }
     json_object *a = json_object_new_array();
-    for (size_t i = 0; i < r->elements; i++)
-        json_object_array_add(a, json_object_new_string(r->element[i]->str));
-    freeReplyObject(r);
+    for (int k = 0; k < nshards; k++) {
+        const char *argv[] = {"SMEMBERS", key_rooms};
+        redisReply *r = redis_sync_cmd(&shards[k], 2, argv);
+        if (!r || r->type != REDIS_REPLY_ARRAY) {
+            freeReplyObject(r);
+            json_object *known = shard_local_rooms(&shards[k]);
+            for (size_t i = 0; i < json_object_array_length(known); i++)
+                json_object_array_add(a, json_object_get(json_object_array_get_idx(known, i)));
+            json_object_put(known);
+            continue;
+        }
+        for (size_t i = 0; i < r->elements; i++)
+            json_object_array_add(a, json_object_new_string(r->element[i]->str));
+        freeReplyObject(r);
+    }
     return a;
 }
 
@@ -1622,7 +1473,7 @@ static json_object *redis_room_status(const char *room, long limit)
         return NULL;
     char members[1024];
     const char *argv[] = {"HGETALL", room_key(members, sizeof(members), room, "members")};
-    redisReply *r = sync_cmd(2, argv);
+    redisReply *r = redis_sync_cmd(room_shard(room), 2, argv);
     json_object *o = r && r->type == REDIS_REPLY_ARRAY ? status_json(room, r, limit) : NULL;
     freeReplyObject(r);
     return o;
@@ -1632,10 +1483,28 @@ static json_object *redis_room_status(const char *room, long limit)
 
 static int redis_open(void)
 {
-    if (parse_url(settings.store) < 0) {
-        log_error("store: cannot parse '%s' (redis://HOST:PORT[/DB] or redis:///SOCKET)",
-                  settings.store);
+    char shown[1024], why[256];
+    redis_url_shown(settings.store, shown, sizeof(shown));
+    static struct redis_endpoint eps[REDIS_MAX_URLS];
+    int n = redis_url_list(settings.store, eps, REDIS_MAX_URLS, why, sizeof(why));
+    if (n < 0) {
+        log_error("store: cannot parse '%s' (%s; redis://[USER[:PASSWORD]@]HOST:PORT[/DB] or "
+                  "redis:///SOCKET)",
+                  shown, why);
         return -1;
+    }
+    nshards = n;
+    for (int i = 0; i < n; i++) {
+        struct redis_shard *sh = &shards[i];
+        sh->index = i;
+        sh->ep = eps[i];
+        pthread_mutex_init(&sh->sync_lock, NULL);
+        if (*settings.redis_password_file && !*sh->ep.password &&
+            redis_password_load(settings.redis_password_file, sh->ep.password,
+                                sizeof(sh->ep.password), why, sizeof(why)) < 0) {
+            log_error("redis_password_file: %s", why);
+            return -1;
+        }
     }
     if (*settings.server_id)
         snprintf(server_id, sizeof(server_id), "%s", settings.server_id);
@@ -1652,20 +1521,25 @@ static int redis_open(void)
     script_sha(STREAM_LUA, stream_sha);
     snprintf(key_self_members, sizeof(key_self_members), "%sserver:%s:members", P, server_id);
 
-    int delay = REDIS_BACKOFF_MIN_MS;
-    while (!(sync_ctx = sync_connect())) {
-        if (!settings.redis_wait) {
-            log_error("store: cannot reach Redis at %s", settings.store);
-            return -1;
+    for (int i = 0; i < n; i++) {
+        struct redis_shard *sh = &shards[i];
+        int delay = REDIS_BACKOFF_MIN_MS;
+        while (!(sh->sync_ctx = redis_sync_connect(sh))) {
+            if (sh->sync_auth_failed)
+                return -1; /* logged, naming the server; waiting will not fix it */
+            if (!settings.redis_wait) {
+                log_error("store: cannot reach Redis at %s", sh->ep.shown);
+                return -1;
+            }
+            log_warn("store: cannot reach Redis at %s; retrying in %d ms", sh->ep.shown, delay);
+            usleep((useconds_t)delay * 1000);
+            delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
         }
-        log_warn("store: cannot reach Redis at %s; retrying in %d ms", settings.store, delay);
-        usleep((useconds_t)delay * 1000);
-        delay = delay * 2 > REDIS_BACKOFF_MAX_MS ? REDIS_BACKOFF_MAX_MS : delay * 2;
+        log_info("store: Redis shard %d of %d at %s, server id %s", i, n, sh->ep.shown, server_id);
+        /* A restarted server starts clean: what its last life left goes. */
+        reap_server(sh, server_id, INT64_MAX);
+        mirror_sync(sh);
     }
-    log_info("store: Redis at %s, server id %s", settings.store, server_id);
-    /* A restarted server starts clean: what its last life left goes. */
-    reap_server(server_id, INT64_MAX);
-    mirror_sync();
     return 0;
 }
 
@@ -1673,9 +1547,11 @@ static int redis_open(void)
  * only once roomd_run starts; the first worker_start is the cue. */
 static void redis_main_start(void)
 {
-    if (bus_link)
+    if (heartbeat_ev)
         return;
-    bus_link = link_new("bus", main_base, on_bus_up, NULL);
+    for (int i = 0; i < nshards; i++)
+        shards[i].bus_link =
+            redis_link_new("bus", &shards[i], nshards > 1, main_base, on_bus_up, NULL);
     heartbeat_ev = event_new(main_base, -1, EV_PERSIST, on_heartbeat, NULL);
     long ms = settings.server_timeout * 1000 / REDIS_HEARTBEATS_PER_TIMEOUT;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -1694,14 +1570,17 @@ static void redis_close(void)
     if (heartbeat_ev)
         event_free(heartbeat_ev);
     heartbeat_ev = NULL;
-    link_free(bus_link);
-    bus_link = NULL;
-    if (sync_ctx) {
-        /* A clean stop: this server's members leave now, not at timeout. */
-        reap_server(server_id, INT64_MAX);
-        redisFree(sync_ctx);
+    for (int i = 0; i < nshards; i++) {
+        struct redis_shard *sh = &shards[i];
+        redis_link_free(sh->bus_link);
+        sh->bus_link = NULL;
+        if (sh->sync_ctx) {
+            /* A clean stop: this server's members leave now, not at timeout. */
+            reap_server(sh, server_id, INT64_MAX);
+            redisFree(sh->sync_ctx);
+        }
+        sh->sync_ctx = NULL;
     }
-    sync_ctx = NULL;
 }
 
 const struct store_ops store_redis_ops = {
@@ -1727,4 +1606,5 @@ const struct store_ops store_redis_ops = {
     .stream_read = redis_stream_read,
     .room_history = redis_room_history,
     .room_messages = redis_room_messages,
+    .bus_stats = redis_bus_stats,
 };

@@ -552,7 +552,7 @@ static void verb_say(struct conn *c, uint64_t count, const struct request *req)
         conn_reply_err(c, count, ERR_SAY_REFUSED);
         return;
     }
-    if (!store_available(c->worker)) {
+    if (!store_room_available(c->worker, c->room)) {
         conn_reply_err(c, count, ERR_STORE_UNAVAILABLE);
         return;
     }

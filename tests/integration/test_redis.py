@@ -555,9 +555,10 @@ class RedisOutage(RedisTestCase):
         a, b = self.cluster(2, **NO_ROOMS)
         a.admin_ok("POST", "/api/rooms", {"room": "r"})
         a.admin_ok("POST", "/api/rooms", {"room": "other"})
-        dump = os.path.join(self.redis.dir, "dump.rdb")
-        if os.path.exists(dump):
-            os.unlink(dump)
+        for d in self.redis.dirs:  # one per shard
+            dump = os.path.join(d, "dump.rdb")
+            if os.path.exists(dump):
+                os.unlink(dump)
         x, x2, y = self.client(a), self.client(a), self.client(b)
         for c in (x, x2):
             self.assertOK(c, "roomChange r", True)
