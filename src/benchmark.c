@@ -113,8 +113,8 @@ static struct options {
     bool idle_mode;
     long pid; /* server process to measure (CPU, RSS); 0: none */
     bool json;
-    bool busy_poll; /* never sleep in epoll_wait during the run */
-    bool websocket; /* RFC 6455 instead of the plain TCP protocol */
+    bool busy_poll;      /* never sleep in epoll_wait during the run */
+    bool websocket;      /* RFC 6455 instead of the plain TCP protocol */
     const char *ws_path; /* the upgrade request's path; NULL: the target's */
 } opt = {
     .target = TARGET_ROOMD,
@@ -234,15 +234,15 @@ enum resp_kind { RESP_OTHER, RESP_MESSAGE, RESP_SUBSCRIBE };
 
 struct bconn {
     int fd;
-    uint8_t role;  /* enum role */
-    uint8_t state; /* enum cstate */
-    uint8_t ws;    /* speaks WebSocket (all but an nchan publisher with --websocket) */
+    uint8_t role;          /* enum role */
+    uint8_t state;         /* enum cstate */
+    uint8_t ws;            /* speaks WebSocket (all but an nchan publisher with --websocket) */
     uint8_t frag_op;       /* opcode of the fragmented message being gathered */
     uint8_t nats_msg_next; /* NATS: the next line is a MSG's payload */
     uint32_t frag_len;
-    char *frag;            /* a fragmented message's data so far */
+    char *frag; /* a fragmented message's data so far */
     uint32_t stream_len;
-    char *stream;          /* NATS over WebSocket: an incomplete line across frames */
+    char *stream; /* NATS over WebSocket: an incomplete line across frames */
     /* Redis' RESP, read line by line (our bulk strings hold no CRLF). */
     uint8_t resp_bulk_next; /* the next line is a bulk string's data */
     uint8_t resp_kind;      /* enum resp_kind of the array being read */
@@ -927,9 +927,9 @@ static size_t ws_frames(struct bconn *c, const char *buf, size_t len, uint64_t n
             break;
         case WS_OP_CLOSE: {
             char why[64];
-            unsigned code = plen >= 2 ? (unsigned)((unsigned char)payload[0] << 8 |
-                                                   (unsigned char)payload[1])
-                                      : 1005;
+            unsigned code =
+                plen >= 2 ? (unsigned)((unsigned char)payload[0] << 8 | (unsigned char)payload[1])
+                          : 1005;
             send_msg(c, WS_OP_CLOSE, payload, plen >= 2 ? 2 : 0);
             snprintf(why, sizeof(why), "close frame from the server (code %u)", code);
             conn_closed(c, why);
@@ -1139,8 +1139,8 @@ static void publish_one(struct publisher *p, uint64_t ns)
     case TARGET_REDIS: {
         char head[400];
         len = stamp_write(payload, index, seq, ns);
-        int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n",
-                         room, opt.room, len);
+        int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n", room,
+                         opt.room, len);
         out_add(p, head, (size_t)n);
         out_add(p, payload, len);
         out_add(p, "\r\n", 2);
