@@ -45,9 +45,12 @@
 #include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <time.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -82,7 +85,11 @@
 
 /* ------------------------------------------------------------ settings */
 
-enum target { TARGET_ROOMD, TARGET_REDIS };
+/* What the server speaks (the protocol template): roomd's verbs, Redis' RESP,
+ * NATS' text protocol, Socket.IO 4 (Engine.IO v4, WebSocket only) and nginx +
+ * nchan (subscribers on ws://HOST/sub/ROOM, the publisher POSTs to
+ * /pub/ROOM over keep-alive HTTP, pipelined within the window). */
+enum target { TARGET_ROOMD, TARGET_REDIS, TARGET_NATS, TARGET_SOCKETIO, TARGET_NCHAN };
 enum mode { MODE_THROUGHPUT, MODE_RATE, MODE_IDLE };
 
 static struct options {
@@ -106,7 +113,9 @@ static struct options {
     bool idle_mode;
     long pid; /* server process to measure (CPU, RSS); 0: none */
     bool json;
-    bool busy_poll; /* never sleep in epoll_wait during the run */
+    bool busy_poll;      /* never sleep in epoll_wait during the run */
+    bool websocket;      /* RFC 6455 instead of the plain TCP protocol */
+    const char *ws_path; /* the upgrade request's path; NULL: the target's */
 } opt = {
     .target = TARGET_ROOMD,
     .host = "127.0.0.1",
@@ -220,13 +229,20 @@ static double hist_quantile_us(double q)
 /* A stalled connection joins like a subscriber, then is never read again: a
  * slow client, whose effect on everybody else the run shows. */
 enum role { ROLE_SUB, ROLE_PUB, ROLE_STALLED };
-enum cstate { CS_CONNECTING, CS_JOINING, CS_READY, CS_CLOSED };
+enum cstate { CS_CONNECTING, CS_HANDSHAKE, CS_JOINING, CS_READY, CS_CLOSED };
 enum resp_kind { RESP_OTHER, RESP_MESSAGE, RESP_SUBSCRIBE };
 
 struct bconn {
     int fd;
-    uint8_t role;  /* enum role */
-    uint8_t state; /* enum cstate */
+    uint8_t role;          /* enum role */
+    uint8_t state;         /* enum cstate */
+    uint8_t ws;            /* speaks WebSocket (all but an nchan publisher with --websocket) */
+    uint8_t frag_op;       /* opcode of the fragmented message being gathered */
+    uint8_t nats_msg_next; /* NATS: the next line is a MSG's payload */
+    uint32_t frag_len;
+    char *frag; /* a fragmented message's data so far */
+    uint32_t stream_len;
+    char *stream; /* NATS over WebSocket: an incomplete line across frames */
     /* Redis' RESP, read line by line (our bulk strings hold no CRLF). */
     uint8_t resp_bulk_next; /* the next line is a bulk string's data */
     uint8_t resp_kind;      /* enum resp_kind of the array being read */
@@ -316,8 +332,8 @@ static void publisher_advance(struct publisher *p)
  * wait for it any more (they stay counted as expected, hence lost). */
 static void recipient_gone(struct bconn *c)
 {
-    if ((c->role == ROLE_PUB && opt.target == TARGET_REDIS) || c->role == ROLE_STALLED)
-        return; /* Redis publishers hear nothing; stalled ones are not counted */
+    if ((c->role == ROLE_PUB && opt.target != TARGET_ROOMD) || c->role == ROLE_STALLED)
+        return; /* only roomd's publishers hear; stalled ones are not counted */
     recv_alive--;
     for (int i = 0; i < npubs; i++) {
         struct publisher *p = &pubs[i];
@@ -348,9 +364,114 @@ static void conn_closed(struct bconn *c, const char *why)
     free(c->partial);
     c->partial = NULL;
     c->partial_len = 0;
+    free(c->frag);
+    c->frag = NULL;
+    free(c->stream);
+    c->stream = NULL;
     recipient_gone(c);
     if (!st.first_error[0])
         snprintf(st.first_error, sizeof(st.first_error), "connection closed: %s", why);
+}
+
+/* ------------------------------------------------------------ transport */
+
+/* Every byte a connection reads or writes goes through these two, so that
+ * another transport (TLS) can be slotted in per connection later; they
+ * behave as read(2) and write(2) on a non-blocking socket. */
+static ssize_t conn_recv(struct bconn *c, void *buf, size_t len)
+{
+    return read(c->fd, buf, len);
+}
+
+static ssize_t conn_send(struct bconn *c, const void *buf, size_t len)
+{
+    return write(c->fd, buf, len);
+}
+
+/* ------------------------------------------------------------ WebSocket */
+
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define WS_OP_CONT 0x0
+#define WS_OP_TEXT 0x1
+#define WS_OP_BINARY 0x2
+#define WS_OP_CLOSE 0x8
+#define WS_OP_PING 0x9
+#define WS_OP_PONG 0xA
+/* Longest frame header a client writes: 2 + 8 (length) + 4 (mask). */
+#define WS_HEAD_MAX 14
+
+static uint64_t key_seed; /* random per run: the handshake keys */
+static uint64_t mask_state;
+
+/* xorshift64*: masking keys need not be secret here, only varied. */
+static uint32_t ws_mask_key(void)
+{
+    mask_state ^= mask_state >> 12;
+    mask_state ^= mask_state << 25;
+    mask_state ^= mask_state >> 27;
+    return (uint32_t)((mask_state * 2685821657736338717ull) >> 32);
+}
+
+/* The Sec-WebSocket-Key of connection INDEX (base64 of 16 bytes derived
+ * from the run's seed, so it need not be stored) into KEY[25]. */
+static void ws_key(int index, char key[25])
+{
+    unsigned char raw[16];
+    uint64_t a = key_seed ^ ((uint64_t)index * 0x9e3779b97f4a7c15ull);
+    uint64_t b = ~a * 0xff51afd7ed558ccdull;
+    memcpy(raw, &a, 8);
+    memcpy(raw + 8, &b, 8);
+    EVP_EncodeBlock((unsigned char *)key, raw, 16);
+}
+
+/* The Sec-WebSocket-Accept a server must answer KEY with (RFC 6455 4.2.2)
+ * into ACCEPT[29]. */
+static void ws_accept_for(const char *key, char accept[29])
+{
+    char both[24 + sizeof(WS_GUID)];
+    unsigned char digest[SHA_DIGEST_LENGTH];
+    int n = snprintf(both, sizeof(both), "%s" WS_GUID, key);
+    SHA1((const unsigned char *)both, (size_t)n, digest);
+    EVP_EncodeBlock((unsigned char *)accept, digest, SHA_DIGEST_LENGTH);
+}
+
+/* Write a masked client frame header for a final frame of OPCODE carrying
+ * LEN bytes into HEAD; returns its length and the mask in *MASK. */
+static size_t ws_head(unsigned char *head, int opcode, size_t len, uint32_t *mask)
+{
+    size_t n = 0;
+    head[n++] = (unsigned char)(0x80 | opcode);
+    if (len < 126)
+        head[n++] = (unsigned char)(0x80 | len);
+    else if (len <= 0xffff) {
+        head[n++] = 0x80 | 126;
+        head[n++] = (unsigned char)(len >> 8);
+        head[n++] = (unsigned char)len;
+    } else {
+        head[n++] = 0x80 | 127;
+        for (int i = 7; i >= 0; i--)
+            head[n++] = (unsigned char)((uint64_t)len >> (8 * i));
+    }
+    *mask = ws_mask_key();
+    memcpy(head + n, mask, 4);
+    return n + 4;
+}
+
+/* Copy LEN bytes of SRC to DST masked with MASK (RFC 6455 5.3). */
+static void ws_mask_copy(char *dst, const char *src, size_t len, uint32_t mask)
+{
+    unsigned char m[4];
+    memcpy(m, &mask, 4);
+    size_t i = 0;
+    uint64_t m8 = (uint64_t)mask | ((uint64_t)mask << 32);
+    for (; i + 8 <= len; i += 8) {
+        uint64_t v;
+        memcpy(&v, src + i, 8);
+        v ^= m8;
+        memcpy(dst + i, &v, 8);
+    }
+    for (; i < len; i++)
+        dst[i] = (char)(src[i] ^ m[i & 3]);
 }
 
 /* ------------------------------------------------------------ messages */
@@ -549,13 +670,342 @@ static void redis_line(struct bconn *c, const char *line, size_t len, uint64_t n
     }
 }
 
-/* Read what C has, hand every complete line on, keep the rest. */
+/* What a new connection sends once it can speak (see on_connected). */
+static void send_msg(struct bconn *c, int opcode, const char *data, size_t len);
+static void send_hello(struct bconn *c);
+static void start_session(struct bconn *c);
+
+/* One NATS protocol line ("\r\n" removed): INFO starts the session, MSG
+ * announces a payload on the next line (ours hold no line break), PING
+ * wants a PONG, our PING's PONG means the CONNECT and SUB are done. */
+static void nats_line(struct bconn *c, const char *line, size_t len, uint64_t now)
+{
+    if (c->nats_msg_next) {
+        c->nats_msg_next = 0;
+        delivered(c, line, len, now);
+        return;
+    }
+    if (len >= 4 && !memcmp(line, "MSG ", 4)) {
+        c->nats_msg_next = 1;
+        return;
+    }
+    if (len == 4 && !memcmp(line, "PING", 4)) {
+        send_msg(c, WS_OP_TEXT, "PONG\r\n", 6);
+        return;
+    }
+    if (len == 4 && !memcmp(line, "PONG", 4)) {
+        if (c->state == CS_JOINING)
+            conn_ready(c);
+        return;
+    }
+    if (len >= 5 && !memcmp(line, "INFO ", 5)) {
+        if (c->state == CS_JOINING)
+            send_hello(c);
+        return;
+    }
+    if (len >= 4 && !memcmp(line, "-ERR", 4)) {
+        if (c->state == CS_JOINING)
+            die("nats: %.*s", (int)len, line);
+        note_error(line, len);
+    }
+    /* +OK and anything else: nothing to count */
+}
+
+/* One line of the HTTP responses an nchan publisher gets to its POSTs: a
+ * status line counts as the reply to one message (2xx, or an error). A
+ * body without a final line break runs into the next status line, so
+ * every "HTTP/1.1 " in the line counts. */
+static void nchan_http_line(struct bconn *c, const char *line, size_t len, uint64_t now)
+{
+    (void)now;
+    static const char http[] = "HTTP/1.1 ";
+    const char *p = line, *end = line + len;
+    while ((p = memmem(p, (size_t)(end - p), http, sizeof(http) - 1)) != NULL) {
+        p += sizeof(http) - 1;
+        if (c->role == ROLE_PUB)
+            publisher_of(c)->replies++;
+        if (p >= end || *p != '2')
+            note_error(p - (sizeof(http) - 1), (size_t)(end - p) + sizeof(http) - 1);
+    }
+}
+
+/* One Engine.IO v4 / Socket.IO 4 packet (one WebSocket message): "0{..}"
+ * opens the session (we connect the default namespace with "40"), "40{..}"
+ * is that connection (a subscriber then asks to join with an ack, id 1),
+ * "431[..]" the join's ack, "2" a ping wanting "3", and
+ * `42["msg","TEXT"]` a delivery. */
+static void sio_message(struct bconn *c, const char *m, size_t len, uint64_t now)
+{
+    static const char event[] = "42[\"msg\",\"";
+    if (len > sizeof(event) - 1 && !memcmp(m, event, sizeof(event) - 1)) {
+        const char *text = m + sizeof(event) - 1;
+        const char *quote = memchr(text, '"', len - (size_t)(text - m));
+        if (quote)
+            delivered(c, text, (size_t)(quote - text), now);
+        else
+            st.foreign++;
+        return;
+    }
+    if (len == 1 && m[0] == '2') {
+        send_msg(c, WS_OP_TEXT, "3", 1);
+        return;
+    }
+    if (len >= 1 && m[0] == '0') {
+        if (c->state == CS_JOINING)
+            send_msg(c, WS_OP_TEXT, "40", 2);
+        return;
+    }
+    if (len >= 2 && !memcmp(m, "40", 2)) {
+        if (c->state != CS_JOINING)
+            return;
+        if (c->role == ROLE_PUB)
+            conn_ready(c);
+        else
+            send_hello(c);
+        return;
+    }
+    if (len >= 3 && !memcmp(m, "431", 3)) {
+        if (c->state == CS_JOINING)
+            conn_ready(c);
+        return;
+    }
+    if (len >= 2 && !memcmp(m, "44", 2)) { /* connect_error */
+        if (c->state != CS_READY)
+            die("socket.io: %.*s", (int)len, m);
+        note_error(m, len);
+    }
+}
+
+/* One protocol line ("\r\n" removed) for the connection's target. */
+static void proto_line(struct bconn *c, const char *line, size_t len, uint64_t now)
+{
+    switch (opt.target) {
+    case TARGET_ROOMD:
+        roomd_line(c, line, len, now);
+        break;
+    case TARGET_REDIS:
+        redis_line(c, line, len, now);
+        break;
+    case TARGET_NATS:
+        nats_line(c, line, len, now);
+        break;
+    case TARGET_NCHAN:
+        nchan_http_line(c, line, len, now);
+        break;
+    case TARGET_SOCKETIO:
+        break;
+    }
+}
+
+/* Hand every complete line of BUF[0..LEN) to proto_line; returns the bytes
+ * consumed (the start of an incomplete last line). */
+static size_t split_lines(struct bconn *c, const char *buf, size_t len, uint64_t now)
+{
+    size_t pos = 0;
+    for (;;) {
+        const char *nl = memchr(buf + pos, '\n', len - pos);
+        if (!nl)
+            break;
+        size_t end = (size_t)(nl - buf), line_len = end - pos;
+        if (line_len > 0 && buf[end - 1] == '\r')
+            line_len--;
+        proto_line(c, buf + pos, line_len, now);
+        pos = end + 1;
+        if (c->state == CS_CLOSED)
+            break;
+    }
+    return pos;
+}
+
+/* Keep LEN bytes at DATA as *KEEP (replacing what was kept). */
+static void keep_bytes(char **keep, uint32_t *keep_len, const char *data, size_t len)
+{
+    if (len != *keep_len) {
+        free(*keep);
+        *keep = len ? malloc(len) : NULL;
+        if (len && !*keep)
+            die("out of memory");
+    }
+    if (len)
+        memmove(*keep, data, len);
+    *keep_len = (uint32_t)len;
+}
+
+/* A whole data message from a WebSocket peer: roomd sends one JSON object
+ * per frame, Socket.IO one packet, nchan the published payload itself;
+ * NATS sends its byte stream in frames, lines possibly split across them. */
+static void ws_message(struct bconn *c, const char *m, size_t len, uint64_t now)
+{
+    switch (opt.target) {
+    case TARGET_ROOMD:
+        roomd_line(c, m, len, now);
+        break;
+    case TARGET_SOCKETIO:
+        sio_message(c, m, len, now);
+        break;
+    case TARGET_NCHAN:
+        delivered(c, m, len, now);
+        break;
+    case TARGET_NATS:
+        if (c->stream_len == 0) {
+            size_t used = split_lines(c, m, len, now);
+            if (c->state != CS_CLOSED)
+                keep_bytes(&c->stream, &c->stream_len, m + used, len - used);
+        } else {
+            size_t have = c->stream_len;
+            char *joined = malloc(have + len);
+            if (!joined)
+                die("out of memory");
+            memcpy(joined, c->stream, have);
+            memcpy(joined + have, m, len);
+            size_t used = split_lines(c, joined, have + len, now);
+            if (c->state != CS_CLOSED)
+                keep_bytes(&c->stream, &c->stream_len, joined + used, have + len - used);
+            free(joined);
+        }
+        break;
+    case TARGET_REDIS:
+        break;
+    }
+}
+
+/* Parse the server frames in BUF[0..LEN) (RFC 6455 5.2: 7-, 16- and 64-bit
+ * lengths, fragmented messages gathered, ping answered with pong, close
+ * answered and the connection closed); returns the bytes consumed (the
+ * start of an incomplete frame). A protocol violation closes the
+ * connection and counts as an error. */
+static size_t ws_frames(struct bconn *c, const char *buf, size_t len, uint64_t now)
+{
+    size_t pos = 0;
+    while (len - pos >= 2 && c->state != CS_CLOSED) {
+        const unsigned char *h = (const unsigned char *)buf + pos;
+        int fin = h[0] & 0x80, op = h[0] & 0x0f;
+        uint64_t plen = h[1] & 0x7f;
+        size_t hl = 2;
+        if (plen == 126) {
+            if (len - pos < 4)
+                break;
+            plen = (uint64_t)h[2] << 8 | h[3];
+            hl = 4;
+        } else if (plen == 127) {
+            if (len - pos < 10)
+                break;
+            plen = 0;
+            for (int i = 0; i < 8; i++)
+                plen = plen << 8 | h[2 + i];
+            hl = 10;
+        }
+        const char *bad = NULL;
+        if (h[1] & 0x80)
+            bad = "a masked frame from the server";
+        else if (h[0] & 0x70)
+            bad = "a frame with a reserved bit set";
+        else if (op >= WS_OP_CLOSE && (!fin || plen > 125))
+            bad = "a fragmented or long control frame";
+        else if ((op > WS_OP_BINARY && op < WS_OP_CLOSE) || op > WS_OP_PONG)
+            bad = "a frame with a reserved opcode";
+        else if (op == WS_OP_CONT && !c->frag_op)
+            bad = "a continuation frame outside a message";
+        else if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && c->frag_op)
+            bad = "a new message inside a fragmented one";
+        else if (hl + plen > READ_CHUNK)
+            bad = "a frame larger than the read buffer";
+        if (bad) {
+            note_error(bad, strlen(bad));
+            conn_closed(c, bad);
+            break;
+        }
+        if (len - pos < hl + plen)
+            break;
+        const char *payload = buf + pos + hl;
+        pos += hl + (size_t)plen;
+        switch (op) {
+        case WS_OP_PING:
+            send_msg(c, WS_OP_PONG, payload, (size_t)plen);
+            break;
+        case WS_OP_PONG:
+            break;
+        case WS_OP_CLOSE: {
+            char why[64];
+            unsigned code =
+                plen >= 2 ? (unsigned)((unsigned char)payload[0] << 8 | (unsigned char)payload[1])
+                          : 1005;
+            send_msg(c, WS_OP_CLOSE, payload, plen >= 2 ? 2 : 0);
+            snprintf(why, sizeof(why), "close frame from the server (code %u)", code);
+            conn_closed(c, why);
+            break;
+        }
+        case WS_OP_TEXT:
+        case WS_OP_BINARY:
+            if (fin)
+                ws_message(c, payload, (size_t)plen, now);
+            else {
+                c->frag_op = (uint8_t)op;
+                c->frag_len = 0;
+                keep_bytes(&c->frag, &c->frag_len, payload, (size_t)plen);
+            }
+            break;
+        case WS_OP_CONT: {
+            char *grown = realloc(c->frag, (size_t)c->frag_len + (size_t)plen + 1);
+            if (!grown)
+                die("out of memory");
+            memcpy(grown + c->frag_len, payload, (size_t)plen);
+            c->frag = grown;
+            c->frag_len += (uint32_t)plen;
+            if (c->frag_len > READ_CHUNK) {
+                note_error("a fragmented message too large", 30);
+                conn_closed(c, "a fragmented message too large");
+                break;
+            }
+            if (fin) {
+                c->frag_op = 0;
+                ws_message(c, c->frag, c->frag_len, now);
+                free(c->frag);
+                c->frag = NULL;
+                c->frag_len = 0;
+            }
+            break;
+        }
+        }
+    }
+    return pos;
+}
+
+/* Check the server's answer to our upgrade request (HDR, LEN bytes up to
+ * and with the blank line): status 101 and the Accept our key demands. */
+static void ws_check_upgrade(struct bconn *c, const char *hdr, size_t len)
+{
+    if (len < 12 || memcmp(hdr, "HTTP/1.1 101", 12)) {
+        const char *eol = memchr(hdr, '\r', len);
+        die("connection %d: the WebSocket upgrade was refused: %.*s", (int)(c - conns),
+            (int)(eol ? eol - hdr : (long)len), hdr);
+    }
+    char key[25], want[29];
+    ws_key((int)(c - conns), key);
+    ws_accept_for(key, want);
+    static const char name[] = "\nsec-websocket-accept:";
+    for (size_t i = 0; i + sizeof(name) - 1 < len; i++) {
+        if (hdr[i] != '\n' || strncasecmp(hdr + i, name, sizeof(name) - 1))
+            continue;
+        const char *v = hdr + i + sizeof(name) - 1;
+        while (v < hdr + len && *v == ' ')
+            v++;
+        if ((size_t)(hdr + len - v) >= 28 && !memcmp(v, want, 28) &&
+            (v[28] == '\r' || v[28] == ' '))
+            return;
+        die("connection %d: wrong Sec-WebSocket-Accept (want %s)", (int)(c - conns), want);
+    }
+    die("connection %d: no Sec-WebSocket-Accept in the upgrade answer", (int)(c - conns));
+}
+
+/* Read what C has and hand it on: the upgrade answer, then frames (a
+ * WebSocket connection) or lines (the plain protocols); keep the rest. */
 static void conn_read(struct bconn *c)
 {
     size_t have = c->partial_len;
     if (have)
         memcpy(rbuf, c->partial, have);
-    ssize_t n = read(c->fd, rbuf + have, READ_CHUNK - have);
+    ssize_t n = conn_recv(c, rbuf + have, READ_CHUNK - have);
     if (n == 0) {
         conn_closed(c, "closed by the server");
         return;
@@ -567,33 +1017,28 @@ static void conn_read(struct bconn *c)
     }
     uint64_t now = now_ns();
     size_t len = have + (size_t)n, pos = 0;
-    for (;;) {
-        const char *nl = memchr(rbuf + pos, '\n', len - pos);
-        if (!nl)
-            break;
-        size_t end = (size_t)(nl - rbuf), line_len = end - pos;
-        if (line_len > 0 && rbuf[end - 1] == '\r')
-            line_len--;
-        if (opt.target == TARGET_ROOMD)
-            roomd_line(c, rbuf + pos, line_len, now);
-        else
-            redis_line(c, rbuf + pos, line_len, now);
-        pos = end + 1;
-        if (c->state == CS_CLOSED)
+    if (c->state == CS_HANDSHAKE) {
+        const char *blank = memmem(rbuf, len, "\r\n\r\n", 4);
+        if (!blank) {
+            if (len == READ_CHUNK)
+                die("an endless upgrade answer from the server");
+            keep_bytes(&c->partial, &c->partial_len, rbuf, len);
             return;
+        }
+        pos = (size_t)(blank - rbuf) + 4;
+        ws_check_upgrade(c, rbuf, pos);
+        c->state = CS_JOINING;
+        start_session(c);
     }
+    if (c->state != CS_CLOSED)
+        pos += c->ws ? ws_frames(c, rbuf + pos, len - pos, now)
+                     : split_lines(c, rbuf + pos, len - pos, now);
+    if (c->state == CS_CLOSED)
+        return;
     size_t rest = len - pos;
     if (rest == READ_CHUNK)
         die("a line longer than %d bytes from the server", READ_CHUNK);
-    if (rest != c->partial_len) {
-        free(c->partial);
-        c->partial = rest ? malloc(rest) : NULL;
-        if (rest && !c->partial)
-            die("out of memory");
-    }
-    if (rest)
-        memcpy(c->partial, rbuf + pos, rest);
-    c->partial_len = (uint32_t)rest;
+    keep_bytes(&c->partial, &c->partial_len, rbuf + pos, rest);
 }
 
 /* ----------------------------------------------------------- publishing */
@@ -628,24 +1073,106 @@ static void out_add(struct publisher *p, const char *bytes, size_t len)
     p->out_len += len;
 }
 
-/* Queue one message from publisher P stamped with time NS. */
+/* Queue BODY (LEN bytes) as one message of OPCODE on P's connection: a
+ * masked frame (WebSocket) or the bytes as they are. */
+static void out_msg(struct publisher *p, int opcode, const char *body, size_t len)
+{
+    if (!p->conn->ws) {
+        out_add(p, body, len);
+        return;
+    }
+    unsigned char head[WS_HEAD_MAX];
+    uint32_t mask;
+    size_t hl = ws_head(head, opcode, len, &mask);
+    out_reserve(p, hl + len);
+    memcpy(p->out + p->out_len, head, hl);
+    ws_mask_copy(p->out + p->out_len + hl, body, len, mask);
+    p->out_len += hl + len;
+}
+
+static void publisher_flush(struct publisher *p);
+
+/* Send one small message (a join, a pong, a close) on C: a publisher's
+ * goes behind what it has queued, never into the middle of a frame. */
+static void send_msg(struct bconn *c, int opcode, const char *data, size_t len)
+{
+    struct publisher *p = publisher_of(c);
+    if (p) {
+        out_msg(p, opcode, data, len);
+        publisher_flush(p);
+        return;
+    }
+    char buf[WS_HEAD_MAX + 1024];
+    size_t n = len;
+    if (len > sizeof(buf) - WS_HEAD_MAX)
+        die("a request too long for one write");
+    if (c->ws) {
+        uint32_t mask;
+        n = ws_head((unsigned char *)buf, opcode, len, &mask);
+        ws_mask_copy(buf + n, data, len, mask);
+        n += len;
+    } else
+        memcpy(buf, data, len);
+    ssize_t w = conn_send(c, buf, n);
+    if (w != (ssize_t)n)
+        die("cannot send a request: %s", w < 0 ? strerror(errno) : "short write");
+}
+
+/* Queue one message from publisher P stamped with time NS, in the
+ * target's publish form; a target that answers no publish counts the
+ * reply at once. */
 static void publish_one(struct publisher *p, uint64_t ns)
 {
-    char payload[MAX_PAYLOAD + STAMP_MAX];
+    char payload[MAX_PAYLOAD + STAMP_MAX + 600];
     int index = (int)(p - pubs);
     uint64_t seq = p->sent;
-    size_t len = stamp_write(payload, index, seq, ns);
-    char head[128];
-    if (opt.target == TARGET_ROOMD) {
-        out_add(p, "say ", 4);
-        out_add(p, payload, len);
-        out_add(p, "\n", 1);
-    } else {
-        int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n",
-                         strlen(opt.room), opt.room, len);
+    const size_t room = strlen(opt.room);
+    size_t at = 0, len;
+    switch (opt.target) {
+    case TARGET_ROOMD:
+        memcpy(payload, "say ", 4);
+        len = 4 + stamp_write(payload + 4, index, seq, ns);
+        if (!p->conn->ws)
+            payload[len++] = '\n';
+        out_msg(p, WS_OP_TEXT, payload, len);
+        break;
+    case TARGET_REDIS: {
+        char head[400];
+        len = stamp_write(payload, index, seq, ns);
+        int n = snprintf(head, sizeof(head), "*3\r\n$7\r\nPUBLISH\r\n$%zu\r\n%s\r\n$%zu\r\n", room,
+                         opt.room, len);
         out_add(p, head, (size_t)n);
         out_add(p, payload, len);
         out_add(p, "\r\n", 2);
+        break;
+    }
+    case TARGET_NATS: {
+        char body[MAX_PAYLOAD + STAMP_MAX];
+        len = stamp_write(body, index, seq, ns);
+        at = (size_t)snprintf(payload, 400, "PUB %s %zu\r\n", opt.room, len);
+        memcpy(payload + at, body, len);
+        memcpy(payload + at + len, "\r\n", 2);
+        out_msg(p, WS_OP_TEXT, payload, at + len + 2);
+        p->replies++; /* verbose off: no +OK */
+        break;
+    }
+    case TARGET_SOCKETIO:
+        memcpy(payload, "42[\"pub\",\"", 10);
+        len = 10 + stamp_write(payload + 10, index, seq, ns);
+        memcpy(payload + len, "\"]", 2);
+        out_msg(p, WS_OP_TEXT, payload, len + 2);
+        p->replies++; /* no ack asked */
+        break;
+    case TARGET_NCHAN: {
+        char head[600];
+        len = stamp_write(payload, index, seq, ns);
+        int n = snprintf(head, sizeof(head),
+                         "POST /pub/%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %zu\r\n\r\n",
+                         opt.room, opt.host, len);
+        out_add(p, head, (size_t)n);
+        out_add(p, payload, len);
+        break;
+    }
     }
     p->remaining[seq % (uint64_t)opt.window] = (uint32_t)recv_alive;
     p->sent++;
@@ -759,21 +1286,91 @@ static void resolve_server(void)
     }
 }
 
-/* The first request of a new connection: join the room (or, for a Redis
- * publisher, PING to know it is up). */
+/* The join request of a connection, once the server is ready for it: roomd
+ * `roomChange ROOM` (publishers join too), Redis SUBSCRIBE (a publisher
+ * PINGs to know it is up), NATS CONNECT + SUB (after INFO) then PING, whose
+ * PONG says both are done, Socket.IO a `join` event asking for an ack. */
 static void send_hello(struct bconn *c)
 {
-    char req[512];
-    int n;
-    if (opt.target == TARGET_ROOMD)
-        n = snprintf(req, sizeof(req), "roomChange %s\n", opt.room);
-    else if (c->role != ROLE_PUB)
-        n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n", strlen(opt.room),
-                     opt.room);
-    else
-        n = snprintf(req, sizeof(req), "*1\r\n$4\r\nPING\r\n");
-    if (write(c->fd, req, (size_t)n) != n)
-        die("cannot send the first request: %s", strerror(errno));
+    char req[600];
+    int n = 0;
+    bool sub = c->role != ROLE_PUB;
+    switch (opt.target) {
+    case TARGET_ROOMD:
+        n = snprintf(req, sizeof(req), "roomChange %s%s", opt.room, c->ws ? "" : "\n");
+        break;
+    case TARGET_REDIS:
+        if (sub)
+            n = snprintf(req, sizeof(req), "*2\r\n$9\r\nSUBSCRIBE\r\n$%zu\r\n%s\r\n",
+                         strlen(opt.room), opt.room);
+        else
+            n = snprintf(req, sizeof(req), "*1\r\n$4\r\nPING\r\n");
+        break;
+    case TARGET_NATS:
+        n = snprintf(req, sizeof(req),
+                     "CONNECT {\"verbose\":false,\"pedantic\":false}\r\n%s%s%sPING\r\n",
+                     sub ? "SUB " : "", sub ? opt.room : "", sub ? " 1\r\n" : "");
+        break;
+    case TARGET_SOCKETIO:
+        n = snprintf(req, sizeof(req), "421[\"join\",\"%s\"]", opt.room);
+        break;
+    case TARGET_NCHAN:
+        return;
+    }
+    send_msg(c, WS_OP_TEXT, req, (size_t)n);
+}
+
+/* A connection is up (and upgraded, with --websocket): roomd and Redis
+ * get the join at once; NATS and Socket.IO speak first; nchan subscribes
+ * by the upgrade's path and its publisher needs no setup. */
+static void start_session(struct bconn *c)
+{
+    switch (opt.target) {
+    case TARGET_ROOMD:
+    case TARGET_REDIS:
+        send_hello(c);
+        break;
+    case TARGET_NATS:
+    case TARGET_SOCKETIO:
+        break;
+    case TARGET_NCHAN:
+        conn_ready(c);
+        break;
+    }
+}
+
+/* The path of the upgrade request. */
+static const char *ws_path(void)
+{
+    if (opt.ws_path)
+        return opt.ws_path;
+    switch (opt.target) {
+    case TARGET_SOCKETIO:
+        return "/socket.io/?EIO=4&transport=websocket";
+    case TARGET_NCHAN:
+        return NULL; /* /sub/ROOM */
+    default:
+        return "/";
+    }
+}
+
+/* Send C's upgrade request (RFC 6455 4.1). */
+static void ws_send_upgrade(struct bconn *c)
+{
+    char req[1024], key[25], path[300];
+    const char *p = ws_path();
+    if (!p) {
+        snprintf(path, sizeof(path), "/sub/%s", opt.room);
+        p = path;
+    }
+    ws_key((int)(c - conns), key);
+    int n = snprintf(req, sizeof(req),
+                     "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                     "Sec-WebSocket-Version: 13\r\n\r\n",
+                     p, opt.host, opt.port, key);
+    if (n >= (int)sizeof(req) || conn_send(c, req, (size_t)n) != n)
+        die("cannot send the upgrade request: %s", strerror(errno));
 }
 
 static void start_connect(struct bconn *c, int index)
@@ -813,9 +1410,14 @@ static void on_connected(struct bconn *c)
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err)
         die("connect to %s:%d: %s", opt.host, opt.port, strerror(err));
-    c->state = CS_JOINING;
     epoll_set(c, EPOLLIN, EPOLL_CTL_MOD);
-    send_hello(c);
+    if (c->ws) {
+        c->state = CS_HANDSHAKE;
+        ws_send_upgrade(c);
+        return;
+    }
+    c->state = CS_JOINING;
+    start_session(c);
 }
 
 /* ------------------------------------------------------------ the loop */
@@ -1015,7 +1617,8 @@ static int stalled_dropped(void)
 
 static const char *target_name(void)
 {
-    return opt.target == TARGET_ROOMD ? "roomd" : "redis";
+    static const char *const names[] = {"roomd", "redis", "nats", "socketio", "nchan"};
+    return names[opt.target];
 }
 
 static const char *mode_name(enum mode m)
@@ -1132,9 +1735,17 @@ static void usage(FILE *out)
             "S subscribers join one room; P publishers say messages into it; every\n"
             "delivery is counted (lost = expected - delivered) and timed.\n"
             "\n"
-            "  -t, --target=roomd|redis  protocol to speak (default roomd)\n"
+            "  -t, --target=NAME         protocol to speak: roomd (default), redis, nats,\n"
+            "                            socketio or nchan (these two need --websocket)\n"
+            "      --websocket           speak RFC 6455: roomd's WebSocket port, NATS'\n"
+            "                            websocket listener, Socket.IO 4 (Engine.IO v4),\n"
+            "                            nchan subscribers on /sub/ROOM (its publisher\n"
+            "                            POSTs to /pub/ROOM over HTTP)\n"
+            "      --ws-path=PATH        the upgrade request's path (default / or the\n"
+            "                            target's)\n"
             "  -h, --host=HOST           server address (default 127.0.0.1)\n"
-            "  -p, --port=PORT           server port (default 5000 roomd, 6379 redis)\n"
+            "  -p, --port=PORT           server port (default 5000 roomd, 8080 roomd WS,\n"
+            "                            6379 redis, 4222 nats, 3000 socketio, 80 nchan)\n"
             "  -r, --room=NAME           room / channel (default bench); roomd must have\n"
             "                            it (--starting-rooms=NAME)\n"
             "  -s, --subscribers=S       subscriber connections (default 100)\n"
@@ -1202,6 +1813,8 @@ static void parse_options(int argc, char **argv)
         OPT_CTIMEOUT,
         OPT_DTIMEOUT,
         OPT_JSON,
+        OPT_WS,
+        OPT_WS_PATH,
         OPT_HELP
     };
     static const struct option longopts[] = {
@@ -1225,6 +1838,8 @@ static void parse_options(int argc, char **argv)
         {"connect-timeout", required_argument, NULL, OPT_CTIMEOUT},
         {"drain-timeout", required_argument, NULL, OPT_DTIMEOUT},
         {"json", no_argument, NULL, OPT_JSON},
+        {"websocket", no_argument, NULL, OPT_WS},
+        {"ws-path", required_argument, NULL, OPT_WS_PATH},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1236,8 +1851,14 @@ static void parse_options(int argc, char **argv)
                 opt.target = TARGET_ROOMD;
             else if (!strcmp(optarg, "redis"))
                 opt.target = TARGET_REDIS;
+            else if (!strcmp(optarg, "nats"))
+                opt.target = TARGET_NATS;
+            else if (!strcmp(optarg, "socketio"))
+                opt.target = TARGET_SOCKETIO;
+            else if (!strcmp(optarg, "nchan"))
+                opt.target = TARGET_NCHAN;
             else
-                die("--target: '%s' is neither roomd nor redis", optarg);
+                die("--target: '%s' is none of roomd, redis, nats, socketio, nchan", optarg);
             break;
         case 'h':
             opt.host = optarg;
@@ -1297,6 +1918,12 @@ static void parse_options(int argc, char **argv)
         case OPT_JSON:
             opt.json = true;
             break;
+        case OPT_WS:
+            opt.websocket = true;
+            break;
+        case OPT_WS_PATH:
+            opt.ws_path = optarg;
+            break;
         case OPT_HELP:
             usage(stdout);
             exit(0);
@@ -1307,8 +1934,17 @@ static void parse_options(int argc, char **argv)
     }
     if (optind < argc)
         die("unexpected argument '%s' (see --help)", argv[optind]);
+    static const int default_port[] = {5000, 6379, 4222, 3000, 80};
+    if (opt.websocket && opt.target == TARGET_REDIS)
+        die("--websocket: Redis speaks no WebSocket");
+    if (!opt.websocket && (opt.target == TARGET_SOCKETIO || opt.target == TARGET_NCHAN))
+        die("--target=%s needs --websocket", opt.target == TARGET_NCHAN ? "nchan" : "socketio");
+    if (opt.ws_path && (*opt.ws_path != '/' || strpbrk(opt.ws_path, " \r\n")))
+        die("--ws-path: a path starting with / without spaces or line breaks");
+    if (strpbrk(opt.room, " \"\\/?#%"))
+        die("--room: no spaces, quotes, backslashes or URL delimiters");
     if (!opt.port)
-        opt.port = opt.target == TARGET_ROOMD ? 5000 : 6379;
+        opt.port = opt.websocket && opt.target == TARGET_ROOMD ? 8080 : default_port[opt.target];
     if (!opt.window) {
         int recipients = opt.subscribers + (opt.target == TARGET_ROOMD ? opt.publishers - 1 : 0);
         long w = opt.rate > 0 ? WINDOW_MAX
@@ -1345,6 +1981,9 @@ int main(int argc, char **argv)
     clock_origin = 0;
     clock_origin = now_ns() - 1000000000u; /* stamps start at 1 s, never 0 */
     parse_options(argc, argv);
+    if (getrandom(&key_seed, sizeof(key_seed), 0) != sizeof(key_seed))
+        key_seed = (uint64_t)time(NULL) ^ (uint64_t)getpid() << 32;
+    mask_state = key_seed | 1;
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
@@ -1362,6 +2001,7 @@ int main(int argc, char **argv)
                         : i < opt.subscribers + opt.publishers ? ROLE_PUB
                                                                : ROLE_STALLED;
         conns[i].recv_index = (uint32_t)i;
+        conns[i].ws = opt.websocket && !(opt.target == TARGET_NCHAN && conns[i].role == ROLE_PUB);
     }
     for (int i = 0; i < npubs; i++) {
         pubs[i].conn = &conns[opt.subscribers + i];
@@ -1399,6 +2039,8 @@ int main(int argc, char **argv)
         if (conns[i].state != CS_CLOSED && conns[i].fd >= 0)
             close(conns[i].fd);
         free(conns[i].partial);
+        free(conns[i].frag);
+        free(conns[i].stream);
     }
     for (int i = 0; i < npubs; i++) {
         free(pubs[i].remaining);
