@@ -23,7 +23,11 @@
  *
  * One address has ~28k ephemeral ports, so connections to a loopback server
  * are spread over several 127.0.0.x source addresses (bound before connect,
- * the port chosen at connect time: IP_BIND_ADDRESS_NO_PORT). */
+ * the port chosen at connect time: IP_BIND_ADDRESS_NO_PORT).
+ *
+ * With --tls every connection speaks TLS (bench_tls.c) to roomd's tls_port
+ * or wss_port; the handshakes are made while connecting, before anything is
+ * measured. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -49,6 +53,8 @@
 #include <unistd.h>
 
 #include <arpa/inet.h>
+
+#include "bench_tls.h"
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
@@ -116,6 +122,8 @@ static struct options {
     bool busy_poll;      /* never sleep in epoll_wait during the run */
     bool websocket;      /* RFC 6455 instead of the plain TCP protocol */
     const char *ws_path; /* the upgrade request's path; NULL: the target's */
+    bool tls;            /* every connection over TLS */
+    const char *tls_ca;  /* the CA file that signed the server's certificate */
 } opt = {
     .target = TARGET_ROOMD,
     .host = "127.0.0.1",
@@ -251,6 +259,7 @@ struct bconn {
     uint32_t recv_index;    /* index among recipients (subscribers first) */
     uint32_t partial_len;
     char *partial; /* an incomplete line kept from the last read */
+    void *tls;     /* the TLS session (--tls), else NULL */
 };
 
 struct publisher {
@@ -264,7 +273,8 @@ struct publisher {
     bool want_write;
 };
 
-static struct bconn *conns; /* subscribers, then publishers */
+static struct bench_tls *tls_client; /* --tls: the client context */
+static struct bconn *conns;          /* subscribers, then publishers */
 static int nconns;
 static struct publisher *pubs;
 static int npubs;
@@ -360,6 +370,8 @@ static void conn_closed(struct bconn *c, const char *why)
     c->state = CS_CLOSED;
     st.closed++;
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+    bench_tls_close(c->tls);
+    c->tls = NULL;
     close(c->fd);
     free(c->partial);
     c->partial = NULL;
@@ -380,12 +392,12 @@ static void conn_closed(struct bconn *c, const char *why)
  * behave as read(2) and write(2) on a non-blocking socket. */
 static ssize_t conn_recv(struct bconn *c, void *buf, size_t len)
 {
-    return read(c->fd, buf, len);
+    return c->tls ? bench_tls_read(c->tls, buf, len) : read(c->fd, buf, len);
 }
 
 static ssize_t conn_send(struct bconn *c, const void *buf, size_t len)
 {
-    return write(c->fd, buf, len);
+    return c->tls ? bench_tls_write(c->tls, buf, len) : write(c->fd, buf, len);
 }
 
 /* ------------------------------------------------------------ WebSocket */
@@ -1191,7 +1203,7 @@ static void publisher_flush(struct publisher *p)
     if (c->state == CS_CLOSED)
         return;
     while (p->out_off < p->out_len) {
-        ssize_t n = write(c->fd, p->out + p->out_off, p->out_len - p->out_off);
+        ssize_t n = conn_send(c, p->out + p->out_off, p->out_len - p->out_off);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -1410,6 +1422,8 @@ static void on_connected(struct bconn *c)
     getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err)
         die("connect to %s:%d: %s", opt.host, opt.port, strerror(err));
+    if (tls_client && !(c->tls = bench_tls_connect(tls_client, c->fd)))
+        die("connection %d: no TLS session with %s:%d", (int)(c - conns), opt.host, opt.port);
     epoll_set(c, EPOLLIN, EPOLL_CTL_MOD);
     if (c->ws) {
         c->state = CS_HANDSHAKE;
@@ -1437,8 +1451,12 @@ static void handle_event(struct epoll_event *ev)
         on_connected(c);
         return;
     }
-    if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR))
+    if (ev->events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
         conn_read(c);
+        /* Bytes OpenSSL already took from the socket announce nothing. */
+        while (c->tls && c->state != CS_CLOSED && bench_tls_pending(c->tls))
+            conn_read(c);
+    }
     if (c->state != CS_CLOSED && (ev->events & EPOLLOUT) && c->role == ROLE_PUB)
         publisher_flush(publisher_of(c));
 }
@@ -1743,6 +1761,10 @@ static void usage(FILE *out)
             "                            POSTs to /pub/ROOM over HTTP)\n"
             "      --ws-path=PATH        the upgrade request's path (default / or the\n"
             "                            target's)\n"
+            "      --tls                 every connection over TLS (roomd's tls_port or,\n"
+            "                            with --websocket, wss_port)\n"
+            "      --tls-ca=FILE         the CA certificate (PEM) that signed the server's\n"
+            "                            (needed with --tls)\n"
             "  -h, --host=HOST           server address (default 127.0.0.1)\n"
             "  -p, --port=PORT           server port (default 5000 roomd, 8080 roomd WS,\n"
             "                            6379 redis, 4222 nats, 3000 socketio, 80 nchan)\n"
@@ -1815,6 +1837,8 @@ static void parse_options(int argc, char **argv)
         OPT_JSON,
         OPT_WS,
         OPT_WS_PATH,
+        OPT_TLS,
+        OPT_TLS_CA,
         OPT_HELP
     };
     static const struct option longopts[] = {
@@ -1840,6 +1864,8 @@ static void parse_options(int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"websocket", no_argument, NULL, OPT_WS},
         {"ws-path", required_argument, NULL, OPT_WS_PATH},
+        {"tls", no_argument, NULL, OPT_TLS},
+        {"tls-ca", required_argument, NULL, OPT_TLS_CA},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1924,6 +1950,12 @@ static void parse_options(int argc, char **argv)
         case OPT_WS_PATH:
             opt.ws_path = optarg;
             break;
+        case OPT_TLS:
+            opt.tls = true;
+            break;
+        case OPT_TLS_CA:
+            opt.tls_ca = optarg;
+            break;
         case OPT_HELP:
             usage(stdout);
             exit(0);
@@ -1939,6 +1971,10 @@ static void parse_options(int argc, char **argv)
         die("--websocket: Redis speaks no WebSocket");
     if (!opt.websocket && (opt.target == TARGET_SOCKETIO || opt.target == TARGET_NCHAN))
         die("--target=%s needs --websocket", opt.target == TARGET_NCHAN ? "nchan" : "socketio");
+    if (opt.tls && !opt.tls_ca)
+        die("--tls needs --tls-ca=FILE (the CA that signed the server's certificate)");
+    if (opt.tls && !(tls_client = bench_tls_new(opt.tls_ca)))
+        die("--tls-ca: cannot use %s", opt.tls_ca);
     if (opt.ws_path && (*opt.ws_path != '/' || strpbrk(opt.ws_path, " \r\n")))
         die("--ws-path: a path starting with / without spaces or line breaks");
     if (strpbrk(opt.room, " \"\\/?#%"))

@@ -7,6 +7,7 @@ import os
 import subprocess
 
 from harness import REPO, RoomdTestCase, free_port, main
+from tls_harness import TestCA
 
 BENCHMARK = os.environ.get("ROOMD_BENCHMARK",
                            os.path.join(REPO, "build", "src", "roomd-benchmark"))
@@ -79,6 +80,43 @@ class BenchmarkSmoke(RoomdTestCase):
                                "--connect-timeout", "5"], stdin=subprocess.DEVNULL,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
         self.assertEqual(proc.returncode, 2, proc.stderr.decode("utf-8", "replace"))
+
+
+class BenchmarkTlsSmoke(BenchmarkSmoke):
+    """--tls (issue 14's fan-out over TLS): the same counting through OpenSSL, line and wss."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.ca = TestCA()
+        cls.addClassCleanup(cls.ca.remove)
+        cert, key = cls.ca.cert("server")
+        cls.tls_port, cls.wss_port = free_port(), free_port()
+        cls.start_class_server(say_rate=0, announcements=False, starting_rooms="bench",
+                               default_room="", tls_port=cls.tls_port, wss_port=cls.wss_port,
+                               tls_cert_file=cert, tls_key_file=key)
+
+    def test_max_throughput(self):
+        r = self.run_benchmark("--tls", "--tls-ca", self.ca.ca_file, "--subscribers", "30",
+                               "--publishers", "2", "--duration", "0.5", port=self.tls_port)
+        self.assertGreaterEqual(r["delivered"], 300)
+
+    def test_fixed_rate(self):
+        r = self.run_benchmark("--tls", "--tls-ca", self.ca.ca_file, "--websocket",
+                               "--subscribers", "20", "--rate", "2000", "--duration", "0.5",
+                               port=self.wss_port)
+        self.assertEqual(r["delivered"], r["published"] * 20)
+        self.assertGreaterEqual(r["delivered"], 300)
+
+    def test_tls_needs_the_ca(self):
+        proc = subprocess.run([BENCHMARK, "--tls", "--port", str(self.tls_port)],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, timeout=60)
+        self.assertEqual(proc.returncode, 2, proc.stderr.decode("utf-8", "replace"))
+        self.assertIn(b"--tls-ca", proc.stderr)
+
+    # Not repeated over TLS: the plain-port cases of the base class.
+    test_roomd_still_serves = test_websocket_max_throughput = None
+    test_websocket_fixed_rate = test_websocket_refused_upgrade_fails = None
 
 
 if __name__ == "__main__":
