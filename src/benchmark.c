@@ -64,6 +64,9 @@
 
 /* Bytes read from one socket at a time (the shared read buffer). */
 #define READ_CHUNK (256 * 1024)
+/* Largest WebSocket frame or message taken from a server: NATS writes what
+ * a lagging subscriber has pending as one frame, several MB at S = 100. */
+#define MAX_WS_FRAME (64 * 1024 * 1024)
 /* Largest payload: a say line must stay under roomd's default max_line. */
 #define MAX_PAYLOAD 60000
 /* The stamp's magic prefix; a chat line whose text starts otherwise (an
@@ -283,6 +286,7 @@ static int recv_alive;     /* recipients of one message still connected */
 static uint32_t *next_seq; /* [recipient][publisher]: next expected seq */
 static int epfd, timer_fd;
 static char *rbuf;
+static size_t rbuf_cap; /* grows past READ_CHUNK to hold a big frame's start */
 
 /* Counters. */
 static struct {
@@ -920,8 +924,8 @@ static size_t ws_frames(struct bconn *c, const char *buf, size_t len, uint64_t n
             bad = "a continuation frame outside a message";
         else if ((op == WS_OP_TEXT || op == WS_OP_BINARY) && c->frag_op)
             bad = "a new message inside a fragmented one";
-        else if (hl + plen > READ_CHUNK)
-            bad = "a frame larger than the read buffer";
+        else if (hl + plen > MAX_WS_FRAME)
+            bad = "a frame larger than 64 MB";
         if (bad) {
             note_error(bad, strlen(bad));
             conn_closed(c, bad);
@@ -964,7 +968,7 @@ static size_t ws_frames(struct bconn *c, const char *buf, size_t len, uint64_t n
             memcpy(grown + c->frag_len, payload, (size_t)plen);
             c->frag = grown;
             c->frag_len += (uint32_t)plen;
-            if (c->frag_len > READ_CHUNK) {
+            if (c->frag_len > MAX_WS_FRAME) {
                 note_error("a fragmented message too large", 30);
                 conn_closed(c, "a fragmented message too large");
                 break;
@@ -1011,13 +1015,22 @@ static void ws_check_upgrade(struct bconn *c, const char *hdr, size_t len)
 }
 
 /* Read what C has and hand it on: the upgrade answer, then frames (a
- * WebSocket connection) or lines (the plain protocols); keep the rest. */
+ * WebSocket connection) or lines (the plain protocols); keep the rest. The
+ * shared buffer grows so that the kept start of a big frame plus one more
+ * READ_CHUNK always fit. */
 static void conn_read(struct bconn *c)
 {
     size_t have = c->partial_len;
+    if (have + READ_CHUNK > rbuf_cap) {
+        char *grown = realloc(rbuf, have + READ_CHUNK);
+        if (!grown)
+            die("out of memory");
+        rbuf = grown;
+        rbuf_cap = have + READ_CHUNK;
+    }
     if (have)
         memcpy(rbuf, c->partial, have);
-    ssize_t n = conn_recv(c, rbuf + have, READ_CHUNK - have);
+    ssize_t n = conn_recv(c, rbuf + have, READ_CHUNK);
     if (n == 0) {
         conn_closed(c, "closed by the server");
         return;
@@ -1032,7 +1045,7 @@ static void conn_read(struct bconn *c)
     if (c->state == CS_HANDSHAKE) {
         const char *blank = memmem(rbuf, len, "\r\n\r\n", 4);
         if (!blank) {
-            if (len == READ_CHUNK)
+            if (len >= READ_CHUNK)
                 die("an endless upgrade answer from the server");
             keep_bytes(&c->partial, &c->partial_len, rbuf, len);
             return;
@@ -1048,7 +1061,7 @@ static void conn_read(struct bconn *c)
     if (c->state == CS_CLOSED)
         return;
     size_t rest = len - pos;
-    if (rest == READ_CHUNK)
+    if (!c->ws && rest >= READ_CHUNK)
         die("a line longer than %d bytes from the server", READ_CHUNK);
     keep_bytes(&c->partial, &c->partial_len, rbuf + pos, rest);
 }
@@ -2047,6 +2060,7 @@ int main(int argc, char **argv)
     recv_alive = recv_per_msg;
     next_seq = xcalloc((size_t)nconns * (size_t)(npubs ? npubs : 1), sizeof(uint32_t));
     rbuf = malloc(READ_CHUNK);
+    rbuf_cap = READ_CHUNK;
     epfd = epoll_create1(EPOLL_CLOEXEC);
     timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
     if (!rbuf || epfd < 0 || timer_fd < 0)
