@@ -146,3 +146,9 @@ void store_bus_stats(struct store_bus_stats *out)
     if (store->bus_stats)
         store->bus_stats(out);
 }
+
+void store_room_heard(const char *room, int delta)
+{
+    if (store->room_heard)
+        store->room_heard(room, delta);
+}

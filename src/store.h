@@ -85,6 +85,11 @@ struct store_ops {
     json_object *(*room_messages)(const char *room, long limit);
     /* The bus's figures, from any thread; NULL: no bus. */
     void (*bus_stats)(struct store_bus_stats *out);
+    /* A worker's first local recipient (member or listener) of ROOM came
+     * (DELTA +1) or its last went (-1), on that worker's thread: a bus
+     * store subscribes to the room only while some worker hears it; NULL:
+     * nothing to do. */
+    void (*room_heard)(const char *room, int delta);
 };
 
 /* What a networked store's bus does, for /metrics and /api/stats. */
@@ -149,6 +154,8 @@ void store_stream_read(struct worker *w, const char *room, const struct history_
 json_object *store_room_history(const char *room, long size, long ttl);
 json_object *store_room_messages(const char *room, long limit);
 
+/* A worker began (DELTA +1) or stopped (-1) hearing ROOM (store_ops). */
+void store_room_heard(const char *room, int delta);
 /* The bus's figures (all zero without a bus); any thread. */
 void store_bus_stats(struct store_bus_stats *out);
 

@@ -6,8 +6,11 @@
  * redis/shard.c names; its keys below, its stream and its bus messages are
  * there.  Each shard is laid out like a single Redis for its own rooms, so
  * heartbeats, member sets, the reaper, the mirror and re-seeding work per
- * shard; routed connection calls go over shard 0's bus.  Every server
- * subscribes to every shard's bus.  The links (blocking and async, login,
+ * shard.  A room's chat goes out on its own channel, which a server
+ * subscribes to only while it has local recipients of the room
+ * (redis/subs.c); every server subscribes to every shard's control
+ * channel (P bus: room add, delete, pattern; routed connection calls, on
+ * shard 0's).  The links (blocking and async, login,
  * back-off) are redis/link.c; URLs and passwords redis/url.c.
  *
  * Key layout (P = redis_prefix, "roomd:" by default; see roomd-redis(7)):
@@ -18,7 +21,8 @@
  *   P servers                  ZSET  server id -> last heartbeat (ms)
  *   P room:R:history           HASH  epoch, top (last offset), size, ttl (server side's), broken
  *   P room:R:stream            STREAM the kept messages: o (offset), m (the numbered chat)
- *   P bus                      channel: "SERVER\nTYPE\nROOM\nSKIP-ID\nPAYLOAD"
+ *   P bus                      channel (control): "SERVER\nTYPE\nROOM\nSKIP-ID\nPAYLOAD"
+ *   P room:R:bus               channel: R's chat, the same message format
  *
  * Connections and threads.  Each worker has its own async hiredis context
  * on its own event base for its clients' operations; the main thread has
@@ -62,6 +66,7 @@
 #include "msg.h"
 #include "redis/link.h"
 #include "redis/shard.h"
+#include "redis/subs.h"
 #include "redis/url.h"
 #include "registry.h"
 #include "store.h"
@@ -108,7 +113,7 @@ static const char ROOM_DEL_LUA[] = "if redis.call('SREM', KEYS[1], ARGV[1]) == 0
     "redis.call('XTRIM', st, 'MINID', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "  \
     "- ttl * 1000) end "
 /* Number, keep and publish a say or a server broadcast: KEYS rooms,
- * history, stream, bus; ARGV room, the bus head, the chat JSON, the default
+ * history, stream, the room's channel; ARGV room, the bus head, the chat JSON, the default
  * size and ttl, a fresh epoch.  Returns the offset (0: history off in the
  * room, published unnumbered; -1: no such room). */
 static const char SAY_LUA[] =
@@ -339,7 +344,9 @@ static void mirror_sync(struct redis_shard *sh)
 /* -------------------------------------------------- publishing to all */
 
 /* Publish a bus message on shard SH from worker W (its link) or,
- * off-worker, through the blocking link. */
+ * off-worker, through the blocking link: chat on its room's channel (only
+ * servers with recipients of the room hear it), the rest on the control
+ * channel. */
 static void bus_publish(struct redis_shard *sh, struct worker *w, const char *type,
                         const char *room, const char *skip, const char *payload, size_t plen)
 {
@@ -347,8 +354,12 @@ static void bus_publish(struct redis_shard *sh, struct worker *w, const char *ty
     char *b = bus_message(type, room, skip, payload, plen, &len);
     if (!b)
         return;
-    const char *argv[] = {"PUBLISH", key_bus, b};
-    size_t lens[] = {7, strlen(key_bus), len};
+    char channel[1024];
+    const char *ch = *room && !strcmp(type, "chat")
+                         ? redis_subs_channel(channel, sizeof(channel), room)
+                         : key_bus;
+    const char *argv[] = {"PUBLISH", ch, b};
+    size_t lens[] = {7, strlen(ch), len};
     if (w) {
         if (!redis_link_argv(worker_link(w, sh), NULL, NULL, 3, argv, lens))
             log_warn("redis: bus message lost (link down)");
@@ -420,7 +431,8 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
     }
     size_t hlen;
     char *head = bus_message("say", room, skip_id, "", 0, &hlen);
-    char history[1024], stream[1024], size[24], ttl[24], epoch[HISTORY_EPOCH_LEN + 1];
+    char history[1024], stream[1024], channel[1024], size[24], ttl[24];
+    char epoch[HISTORY_EPOCH_LEN + 1];
     snprintf(size, sizeof(size), "%ld", settings.history_size);
     snprintf(ttl, sizeof(ttl), "%ld", settings.history_ttl);
     history_epoch_new(epoch);
@@ -430,7 +442,7 @@ static void redis_publish(struct worker *from, const char *room, uint64_t uid, s
                           key_rooms,
                           room_key(history, sizeof(history), room, "history"),
                           room_key(stream, sizeof(stream), room, "stream"),
-                          key_bus,
+                          redis_subs_channel(channel, sizeof(channel), room),
                           room,
                           head ? head : "",
                           m->data,
@@ -525,7 +537,15 @@ struct stream_op {
     void *ctx;
     struct history_position since;
     bool has_since;
+    char *room;
+    struct stream_args args;
 };
+
+static void stream_op_free(struct stream_op *op)
+{
+    free(op->room);
+    free(op);
+}
 
 static void on_stream_read(redisAsyncContext *ac, void *reply, void *priv)
 {
@@ -540,29 +560,47 @@ static void on_stream_read(redisAsyncContext *ac, void *reply, void *priv)
         stream_result(r, &read);
     op->cb(&res, op->ctx);
     history_read_free(&read);
-    free(op);
+    stream_op_free(op);
 }
 
+/* Send OP's read on W's link to the room's shard (at once, or once the
+ * room's subscription is confirmed). */
+static void stream_send(struct worker *w, void *arg)
+{
+    struct stream_op *op = arg;
+    if (redis_link_argv(worker_link(w, room_shard(op->room)), on_stream_read, op, 12, op->args.argv,
+                        op->args.lens))
+        return;
+    struct history_read read = {.since = op->has_since ? &op->since : NULL};
+    struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
+    op->cb(&res, op->ctx);
+    stream_op_free(op);
+}
+
+/* A join's or a listen's read of the room's position (and replay) waits
+ * for this server's subscription to the room's channel: read before it,
+ * a message published in between would reach the joiner neither from the
+ * stream nor from the bus.  After it, the bus brings everything, and the
+ * held slot drops what the read already gave (worker_release). */
 static void redis_stream_read(struct worker *w, const char *room,
                               const struct history_position *since, long limit, bool messages,
                               store_cb cb, void *ctx)
 {
     struct stream_op *op = calloc(1, sizeof(*op));
-    struct stream_args a;
-    if (op) {
-        op->cb = cb;
-        op->ctx = ctx;
-        if ((op->has_since = since != NULL))
-            op->since = *since;
-        stream_args(&a, true, room, since, limit, messages);
-    }
-    if (!op || !redis_link_argv(worker_link(w, room_shard(room)), on_stream_read, op, 12, a.argv,
-                                a.lens)) {
+    if (!op || !(op->room = strdup(room))) {
         free(op);
         struct history_read read = {.since = since};
         struct store_result res = {.err = ERR_STORE_UNAVAILABLE, .read = &read};
         cb(&res, ctx);
+        return;
     }
+    op->cb = cb;
+    op->ctx = ctx;
+    if ((op->has_since = since != NULL))
+        op->since = *since;
+    stream_args(&op->args, true, room, op->has_since ? &op->since : NULL, limit, messages);
+    if (!redis_subs_when_active(room, w, stream_send, op))
+        stream_send(w, op);
 }
 
 static bool redis_room_exists(const char *room);
@@ -871,18 +909,31 @@ static void on_bus_subscribed(struct redis_shard *sh)
     }
 }
 
+/* Every reply of a subscriber link: messages of the control channel and
+ * of the room channels, and the (un)subscribe confirmations.  A NULL reply
+ * is the link going away: nothing is subscribed on it any more. */
 static void on_bus_message(redisAsyncContext *ac, void *reply, void *priv)
 {
     redisReply *r = reply;
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+    if (!r) {
+        ((struct redis_shard *)priv)->subscriptions = 0;
+        redis_subs_lost(priv);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
         r->element[0]->type != REDIS_REPLY_STRING)
         return;
+    struct redis_shard *sh = priv;
     if (!strcmp(r->element[0]->str, "message"))
         bus_dispatch(r->element[2]->str, r->element[2]->len);
-    else if (!strcmp(r->element[0]->str, "subscribe")) {
+    else if (!strcmp(r->element[0]->str, "subscribe") ||
+             !strcmp(r->element[0]->str, "unsubscribe")) {
+        bool sub = r->element[0]->str[0] == 's';
         if (r->element[2]->type == REDIS_REPLY_INTEGER)
-            ((struct redis_shard *)priv)->subscriptions = (long)r->element[2]->integer;
-        on_bus_subscribed(priv);
+            sh->subscriptions = (long)r->element[2]->integer;
+        if (r->element[1]->type == REDIS_REPLY_STRING &&
+            !redis_subs_reply(sh, r->element[1]->str, r->element[1]->len, sub) && sub)
+            on_bus_subscribed(sh); /* the control channel */
     }
 }
 
@@ -899,9 +950,19 @@ static void redis_bus_stats(struct store_bus_stats *out)
     }
 }
 
+/* The subscriber link is (back) up: the control channel, then every room
+ * in use on this shard in one SUBSCRIBE. */
 static void on_bus_up(struct redis_link *link)
 {
     redisAsyncCommand(link->ac, on_bus_message, link->shard, "SUBSCRIBE %s", key_bus);
+    redis_subs_resubscribe(link->shard);
+}
+
+/* A worker's first local recipient of ROOM came (DELTA +1) or its last
+ * went (-1). */
+static void redis_room_heard(const char *room, int delta)
+{
+    redis_subs_ref(room, delta);
 }
 
 /* roomd is ready once the bus subscription works: a room created on another
@@ -1549,6 +1610,7 @@ static void redis_main_start(void)
 {
     if (heartbeat_ev)
         return;
+    redis_subs_start(main_base, shards, nshards, on_bus_message);
     for (int i = 0; i < nshards; i++)
         shards[i].bus_link =
             redis_link_new("bus", &shards[i], nshards > 1, main_base, on_bus_up, NULL);
@@ -1581,6 +1643,7 @@ static void redis_close(void)
         }
         sh->sync_ctx = NULL;
     }
+    redis_subs_stop();
 }
 
 const struct store_ops store_redis_ops = {
@@ -1607,4 +1670,5 @@ const struct store_ops store_redis_ops = {
     .room_history = redis_room_history,
     .room_messages = redis_room_messages,
     .bus_stats = redis_bus_stats,
+    .room_heard = redis_room_heard,
 };

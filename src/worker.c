@@ -482,6 +482,7 @@ static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_
 static void local_room_free(struct worker *w, struct local_room *lr)
 {
     batch_flush(w, lr);
+    store_room_heard(lr->name, -1); /* this worker's last recipient of it */
     HASH_DEL(w->rooms, lr);
     free(lr->batch.msgs);
     free(lr->batch.skips);
@@ -502,6 +503,7 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
         lr->uid = uid;
         memcpy(lr->name, name, len + 1);
         HASH_ADD(hh, w->rooms, uid, sizeof(lr->uid), lr);
+        store_room_heard(name, +1); /* before the caller reads its position */
     }
     batch_flush(w, lr); /* what was said before C came is not for C */
     long slot = slot_find(lr, c);
@@ -515,6 +517,7 @@ void worker_subscribe(struct worker *w, const char *name, uint64_t uid, struct c
     if (lr->nslots == lr->cap && !slots_resize(lr, lr->cap ? lr->cap * 2 : LOCAL_SLOTS_INITIAL)) {
         log_error("out of memory subscribing to room '%s'", name);
         if (lr->nslots == 0) {
+            store_room_heard(name, -1);
             HASH_DEL(w->rooms, lr);
             free(lr);
         }
