@@ -30,8 +30,9 @@
  * Memory of an idle session: wslay's parser (about 8 KiB) exists only while
  * a frame or a fragmented message is being read, and the request parser is
  * lent by the worker thread for the handshake, so an idle WebSocket costs
- * about what an idle line connection costs (issue 15: ~1.95 KB against
- * 11.5 KB before, 10 000 connections, RSS).
+ * about what an idle line connection costs: its stream's idle part lives in
+ * the transport's one block, the reading part (struct ws_reading) only with
+ * the parser (issue 15: ~1.97 KB against 11.5 KB before, RSS over 10 000).
  *
  * Server messages never pass through wslay: each is one unmasked text
  * frame whose header conn.c asks for (ws_frame) when it writes the shared
@@ -505,27 +506,31 @@ size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], unsigned opcode, uint64
  * frames end without wslay, the stream reads each frame's header itself
  * (lengths only; wslay still checks everything) and gives wslay at most the
  * rest of the current frame, so a freed parser never held unread bytes. */
+/* What a stream holds only while it reads a frame or a fragmented message:
+ * allocated with wslay's parser and freed with it. */
+struct ws_reading {
+    wslay_event_context_ptr wslay;
+    const uint8_t *in; /* the bytes being fed, for wslay's recv callback */
+    size_t in_len;
+    char *msg; /* the text message being read so far */
+    size_t msg_len, msg_cap;
+    uint16_t fail_code; /* set by a callback: close with this code */
+    bool frame_control; /* the frame being read is a control frame */
+    bool msg_binary;    /* the message being read is binary (not kept) */
+    bool msg_too_long;  /* ... is text over max_msg (not kept) */
+};
+
 struct ws_stream {
-    wslay_event_context_ptr wslay; /* NULL between messages */
+    struct ws_reading *r; /* NULL between messages */
     const struct ws_stream_ops *ops;
     void *arg;
     size_t max_msg;
     uint64_t frame_left; /* bytes of this frame wslay has still to get */
 
-    const uint8_t *in; /* the bytes being fed, for wslay's recv callback */
-    size_t in_len;
-
-    char *msg; /* the text message being read so far */
-    size_t msg_len, msg_cap;
-
     uint8_t head[WS_CLIENT_HEADER_MAX]; /* the next frame's header so far */
     uint8_t head_len, head_need;        /* its bytes read; its size once known (else 0) */
-    uint16_t fail_code;                 /* set by a callback: close with this code */
     bool msg_open;                      /* a fragmented data message is unfinished */
     bool read_stopped;                  /* a handler stopped reading: input is ignored */
-    bool frame_control;                 /* the frame being read is a control frame */
-    bool msg_binary;                    /* the message being read is binary (not kept) */
-    bool msg_too_long;                  /* ... is text over max_msg (not kept) */
     bool close_sent;
 };
 
@@ -533,14 +538,14 @@ static ssize_t stream_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len
                            void *arg)
 {
     struct ws_stream *s = arg;
-    if (s->in_len == 0) {
+    if (s->r->in_len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < s->in_len ? len : s->in_len;
-    memcpy(buf, s->in, n);
-    s->in += n;
-    s->in_len -= n;
+    size_t n = len < s->r->in_len ? len : s->r->in_len;
+    memcpy(buf, s->r->in, n);
+    s->r->in += n;
+    s->r->in_len -= n;
     return (ssize_t)n;
 }
 
@@ -555,12 +560,12 @@ static ssize_t stream_send(wslay_event_context_ptr ctx, const uint8_t *data, siz
 
 static void msg_reset(struct ws_stream *s)
 {
-    s->msg_len = 0;
-    s->msg_too_long = false;
-    if (s->msg_cap > WS_MSG_KEEP) {
-        free(s->msg);
-        s->msg = NULL;
-        s->msg_cap = 0;
+    s->r->msg_len = 0;
+    s->r->msg_too_long = false;
+    if (s->r->msg_cap > WS_MSG_KEEP) {
+        free(s->r->msg);
+        s->r->msg = NULL;
+        s->r->msg_cap = 0;
     }
 }
 
@@ -571,29 +576,29 @@ static void stream_frame_start(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_start_arg *a, void *arg)
 {
     struct ws_stream *s = arg;
-    s->frame_control = wslay_is_ctrl_frame(a->opcode);
-    if (s->frame_control)
+    s->r->frame_control = wslay_is_ctrl_frame(a->opcode);
+    if (s->r->frame_control)
         return;
     if (a->opcode != WSLAY_CONTINUATION_FRAME) {
         msg_reset(s);
-        s->msg_binary = a->opcode == WSLAY_BINARY_FRAME;
+        s->r->msg_binary = a->opcode == WSLAY_BINARY_FRAME;
     }
-    if (s->msg_binary || s->msg_too_long)
+    if (s->r->msg_binary || s->r->msg_too_long)
         return;
-    if (a->payload_length > s->max_msg - s->msg_len) {
-        s->msg_too_long = true;
+    if (a->payload_length > s->max_msg - s->r->msg_len) {
+        s->r->msg_too_long = true;
         return;
     }
-    size_t need = s->msg_len + (size_t)a->payload_length;
-    if (need > s->msg_cap) {
-        char *grown = realloc(s->msg, need);
+    size_t need = s->r->msg_len + (size_t)a->payload_length;
+    if (need > s->r->msg_cap) {
+        char *grown = realloc(s->r->msg, need);
         if (!grown) {
-            s->fail_code = WS_CLOSE_INTERNAL_ERROR;
+            s->r->fail_code = WS_CLOSE_INTERNAL_ERROR;
             wslay_event_shutdown_read(ctx);
             return;
         }
-        s->msg = grown;
-        s->msg_cap = need;
+        s->r->msg = grown;
+        s->r->msg_cap = need;
     }
 }
 
@@ -601,10 +606,11 @@ static void stream_frame_chunk(wslay_event_context_ptr ctx,
                                const struct wslay_event_on_frame_recv_chunk_arg *a, void *arg)
 {
     struct ws_stream *s = arg;
-    if (s->frame_control || s->msg_binary || s->msg_too_long || s->fail_code || a->data_length == 0)
+    if (s->r->frame_control || s->r->msg_binary || s->r->msg_too_long || s->r->fail_code ||
+        a->data_length == 0)
         return;
-    memcpy(s->msg + s->msg_len, a->data, a->data_length);
-    s->msg_len += a->data_length;
+    memcpy(s->r->msg + s->r->msg_len, a->data, a->data_length);
+    s->r->msg_len += a->data_length;
 }
 
 /* A whole message (wslay has reassembled the fragments and answered pings
@@ -614,16 +620,16 @@ static void stream_message(wslay_event_context_ptr ctx, const struct wslay_event
 {
     struct ws_stream *s = arg;
     bool go_on = true;
-    if (s->fail_code)
+    if (s->r->fail_code)
         return;
     switch (a->opcode) {
     case WSLAY_TEXT_FRAME:
-        if (s->msg_too_long)
+        if (s->r->msg_too_long)
             go_on = s->ops->message(s->arg, WS_MSG_TOO_LONG, NULL, 0);
-        else if (s->msg_len > 0 && !utf8_valid(s->msg, s->msg_len))
-            s->fail_code = WS_CLOSE_INVALID_DATA;
-        else if (s->msg_len > 0) /* empty: like an empty line, not counted */
-            go_on = s->ops->message(s->arg, WS_MSG_TEXT, s->msg, s->msg_len);
+        else if (s->r->msg_len > 0 && !utf8_valid(s->r->msg, s->r->msg_len))
+            s->r->fail_code = WS_CLOSE_INVALID_DATA;
+        else if (s->r->msg_len > 0) /* empty: like an empty line, not counted */
+            go_on = s->ops->message(s->arg, WS_MSG_TEXT, s->r->msg, s->r->msg_len);
         msg_reset(s);
         break;
     case WSLAY_BINARY_FRAME:
@@ -631,7 +637,7 @@ static void stream_message(wslay_event_context_ptr ctx, const struct wslay_event
         break;
     case WSLAY_CONNECTION_CLOSE:
         if (a->msg_length == WS_CLOSE_BODY_TRUNCATED)
-            s->fail_code = WS_CLOSE_PROTOCOL_ERROR;
+            s->r->fail_code = WS_CLOSE_PROTOCOL_ERROR;
         break;
     case WSLAY_PING: /* answered: the pong goes out before later replies */
         wslay_event_send(ctx);
@@ -639,7 +645,7 @@ static void stream_message(wslay_event_context_ptr ctx, const struct wslay_event
     default: /* pong */
         break;
     }
-    if (!go_on || s->fail_code)
+    if (!go_on || s->r->fail_code)
         wslay_event_shutdown_read(ctx);
 }
 
@@ -654,14 +660,17 @@ static const struct wslay_event_callbacks stream_callbacks = {
 /* The parser for the frame that starts now (stream comment above). */
 static bool stream_parser_new(struct ws_stream *s)
 {
-    if (wslay_event_context_server_init(&s->wslay, &stream_callbacks, s) != 0) {
-        s->wslay = NULL;
+    if (!(s->r = calloc(1, sizeof(*s->r))))
+        return false;
+    if (wslay_event_context_server_init(&s->r->wslay, &stream_callbacks, s) != 0) {
+        free(s->r);
+        s->r = NULL;
         return false;
     }
-    wslay_event_config_set_no_buffering(s->wslay, 1);
+    wslay_event_config_set_no_buffering(s->r->wslay, 1);
     /* The length cap is max_msg, applied above; no frame is too long for
      * wslay itself (it would close with 1009). */
-    wslay_event_config_set_max_recv_msg_length(s->wslay, UINT64_MAX);
+    wslay_event_config_set_max_recv_msg_length(s->r->wslay, UINT64_MAX);
     return true;
 }
 
@@ -669,21 +678,33 @@ static bool stream_parser_new(struct ws_stream *s)
  * connection keeps neither. */
 static void stream_rest(struct ws_stream *s)
 {
-    wslay_event_context_free(s->wslay);
-    s->wslay = NULL;
-    free(s->msg);
-    s->msg = NULL;
-    s->msg_len = s->msg_cap = 0;
+    wslay_event_context_free(s->r->wslay);
+    free(s->r->msg);
+    free(s->r);
+    s->r = NULL;
+}
+
+static void stream_init(struct ws_stream *s, size_t max_msg, const struct ws_stream_ops *ops,
+                        void *arg)
+{
+    memset(s, 0, sizeof(*s));
+    s->ops = ops;
+    s->arg = arg;
+    s->max_msg = max_msg;
+}
+
+/* A stream's parser, if it has one (the stream itself stays). */
+static void stream_fini(struct ws_stream *s)
+{
+    if (s->r)
+        stream_rest(s);
 }
 
 struct ws_stream *ws_stream_new(size_t max_msg, const struct ws_stream_ops *ops, void *arg)
 {
-    struct ws_stream *s = calloc(1, sizeof(*s));
-    if (!s)
-        return NULL;
-    s->ops = ops;
-    s->arg = arg;
-    s->max_msg = max_msg;
+    struct ws_stream *s = malloc(sizeof(*s));
+    if (s)
+        stream_init(s, max_msg, ops, arg);
     return s;
 }
 
@@ -691,17 +712,16 @@ void ws_stream_free(struct ws_stream *s)
 {
     if (!s)
         return;
-    if (s->wslay)
-        wslay_event_context_free(s->wslay);
-    free(s->msg);
+    stream_fini(s);
     free(s);
 }
 
 void ws_stream_set_max_msg(struct ws_stream *s, size_t max_msg)
 {
     s->max_msg = max_msg;
-    if (s->msg_len > max_msg) /* keeps max_msg - msg_len in stream_frame_start from wrapping */
-        s->msg_too_long = true;
+    if (s->r &&
+        s->r->msg_len > max_msg) /* keeps max_msg - msg_len in stream_frame_start from wrapping */
+        s->r->msg_too_long = true;
 }
 
 bool ws_stream_close_sent(const struct ws_stream *s)
@@ -711,7 +731,7 @@ bool ws_stream_close_sent(const struct ws_stream *s)
 
 bool ws_stream_idle(const struct ws_stream *s)
 {
-    return !s->wslay && !s->msg;
+    return !s->r;
 }
 
 void ws_stream_close(struct ws_stream *s, uint16_t code)
@@ -719,9 +739,9 @@ void ws_stream_close(struct ws_stream *s, uint16_t code)
     if (s->close_sent)
         return;
     s->close_sent = true;
-    if (s->wslay) {
-        wslay_event_shutdown_read(s->wslay);
-        wslay_event_shutdown_write(s->wslay); /* nothing of wslay's after ours */
+    if (s->r) {
+        wslay_event_shutdown_read(s->r->wslay);
+        wslay_event_shutdown_write(s->r->wslay); /* nothing of wslay's after ours */
     }
     uint8_t frame[WS_FRAME_HEADER_MAX + WS_CLOSE_CODE_SIZE];
     size_t n = ws_frame_header(frame, WS_OP_CLOSE, WS_CLOSE_CODE_SIZE);
@@ -776,31 +796,31 @@ static void stream_frame_begin(struct ws_stream *s)
  * handler stopped reading (read_stopped). */
 static bool stream_give(struct ws_stream *s, const uint8_t *data, size_t n)
 {
-    s->in = data;
-    s->in_len = n;
+    s->r->in = data;
+    s->r->in_len = n;
     s->frame_left -= n;
-    int rc = wslay_event_recv(s->wslay);
-    s->in = NULL;
-    s->in_len = 0;
+    int rc = wslay_event_recv(s->r->wslay);
+    s->r->in = NULL;
+    s->r->in_len = 0;
     if (s->close_sent) /* a message handler closed the session */
         return false;
-    if (s->fail_code) {
-        ws_stream_close(s, s->fail_code);
+    if (s->r->fail_code) {
+        ws_stream_close(s, s->r->fail_code);
         return false;
     }
-    if (rc != 0 && !wslay_event_get_close_sent(s->wslay)) {
+    if (rc != 0 && !wslay_event_get_close_sent(s->r->wslay)) {
         /* A frame wslay could not parse (oversized or fragmented control
          * frame, a non-minimal length): wslay queues a close without a
          * code; the contract says 1002. */
         ws_stream_close(s, WS_CLOSE_PROTOCOL_ERROR);
         return false;
     }
-    wslay_event_send(s->wslay); /* pongs, wslay's close frames */
-    if (wslay_event_get_close_sent(s->wslay)) {
+    wslay_event_send(s->r->wslay); /* pongs, wslay's close frames */
+    if (wslay_event_get_close_sent(s->r->wslay)) {
         s->close_sent = true;
         return false;
     }
-    if (!wslay_event_want_read(s->wslay)) {
+    if (!wslay_event_want_read(s->r->wslay)) {
         s->read_stopped = true;
         return false;
     }
@@ -820,7 +840,7 @@ bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
             if (s->head_need == 0 || s->head_len < s->head_need)
                 break; /* the header is not whole yet */
             stream_frame_begin(s);
-            if (!s->wslay && !stream_parser_new(s)) {
+            if (!s->r && !stream_parser_new(s)) {
                 ws_stream_close(s, WS_CLOSE_INTERNAL_ERROR);
                 break;
             }
@@ -836,7 +856,7 @@ bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
         data += n;
         len -= n;
     }
-    if (s->wslay && s->frame_left == 0 && !s->msg_open && !s->close_sent && !s->read_stopped)
+    if (s->r && s->frame_left == 0 && !s->msg_open && !s->close_sent && !s->read_stopped)
         stream_rest(s);
     return !s->close_sent;
 }
@@ -845,8 +865,9 @@ bool ws_stream_feed(struct ws_stream *s, const uint8_t *data, size_t len)
 
 struct ws_conn {
     struct ws_http *http;     /* while the request is read; then NULL */
-    struct ws_stream *stream; /* after the upgrade */
+    struct ws_stream *stream; /* after the upgrade: &session; NULL before */
     struct event *deadline;   /* the handshake's timeout */
+    struct ws_stream session; /* in the same allocation: an idle session is one block */
 };
 
 static bool ws_on_message(void *arg, enum ws_msg_kind kind, const char *data, size_t len)
@@ -960,11 +981,8 @@ static void ws_answer(struct conn *c, struct ws_conn *ws, const struct ws_http_r
         conn_close(c, NULL);
         return;
     }
-    ws->stream = ws_stream_new((size_t)settings.max_line, &ws_conn_ops, c);
-    if (!ws->stream) {
-        conn_abort(c, "out of memory");
-        return;
-    }
+    stream_init(&ws->session, (size_t)settings.max_line, &ws_conn_ops, c);
+    ws->stream = &ws->session;
     verbs_session_start(c);
 }
 
@@ -1062,7 +1080,8 @@ static void ws_on_free(struct conn *c)
     if (!ws)
         return;
     ws_http_free(ws->http);
-    ws_stream_free(ws->stream);
+    if (ws->stream)
+        stream_fini(ws->stream);
     if (ws->deadline)
         event_free(ws->deadline);
     free(ws);
