@@ -2086,6 +2086,7 @@ int main(int argc, char **argv)
         status = (lost || st.duplicates || st.out_of_order || st.errors || st.closed) ? 1 : 0;
     }
     for (int i = 0; i < nconns; i++) {
+        bench_tls_close(conns[i].tls);
         if (conns[i].state != CS_CLOSED && conns[i].fd >= 0)
             close(conns[i].fd);
         free(conns[i].partial);
@@ -2098,6 +2099,7 @@ int main(int argc, char **argv)
     }
     free(pubs);
     free(conns);
+    bench_tls_free(tls_client);
     free(next_seq);
     free(rbuf);
     close(epfd);
