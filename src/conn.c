@@ -809,9 +809,6 @@ static struct bufferevent *tls_bufferevent(struct worker *w, int fd)
     return bev;
 }
 
-/* The connection's protocol starts: at once on a plain port, after the
- * handshake over TLS (a client that never finishes it is never welcomed,
- * never in a room). */
 /* Take C's place under the per-address limits (ip_limits.c), or mark it
  * refused, logging which limit. */
 static void conn_take_ip(struct conn *c)
@@ -838,23 +835,22 @@ void conn_forwarded(struct conn *c, const char *value, size_t len)
     conn_take_ip(c);
 }
 
+/* The connection's protocol starts: at once on a plain port, after the
+ * handshake over TLS (a client that never finishes it is never welcomed,
+ * never in a room).  A WebSocket from a trusted proxy is counted under the
+ * per-address limits once its request names the client (conn_forwarded);
+ * a refused WebSocket is answered 503 once its request is read
+ * (proto_ws.c), since a reply to unread input would reach it as a reset. */
 static void conn_start(struct conn *c)
 {
     if (c->transport == TRANSPORT_WEBSOCKET &&
-        forwarded_trusted(&c->peer.sa, settings.trusted_proxies)) {
-        c->ip_deferred = true; /* the request names the client: proto_ws.c */
-        conn_set_idle_timeout(c);
-        c->proto->on_open(c);
+        forwarded_trusted(&c->peer.sa, settings.trusted_proxies))
+        c->ip_deferred = true;
+    else
+        conn_take_ip(c);
+    if (c->ip_refused && c->transport != TRANSPORT_WEBSOCKET) {
+        conn_refuse(c);
         return;
-    }
-    conn_take_ip(c);
-    if (c->ip_refused) {
-        /* A WebSocket client is answered 503 once its request is read
-         * (proto_ws.c): a reply to unread input would reach it as a reset. */
-        if (c->transport != TRANSPORT_WEBSOCKET) {
-            conn_refuse(c);
-            return;
-        }
     }
     conn_set_idle_timeout(c);
     if (c->proto->on_open)

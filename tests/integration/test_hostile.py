@@ -151,6 +151,27 @@ def canary_main(port, proxy=False):
             return
 
 
+def send_and_read_to_close(port, data):
+    """Send DATA on a new connection to PORT and return all the server sent until it closed
+    (EOF, a reset or TIMEOUT); a server that closes on the first bytes is fine."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+    try:
+        s.sendall(data)
+    except OSError:
+        pass  # already closed on the first bytes
+    got = b""
+    while True:
+        try:
+            chunk = s.recv(65536)
+        except (ConnectionResetError, socket.timeout):
+            break
+        if not chunk:
+            break
+        got += chunk
+    s.close()
+    return got
+
+
 class Canary:
     def __init__(self, port, proxy=False):
         self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--canary",
@@ -567,21 +588,7 @@ class Hostile(RoomdTestCase):
         def one(i):
             port = (self.tls_port, self.wss_port)[i % 2]
             data = payloads[i % len(payloads)] if i < 8 else rng.randbytes(16384)
-            s = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
-            try:
-                s.sendall(data)
-            except OSError:
-                pass  # already closed on the first bytes
-            got = b""
-            while True:
-                try:
-                    chunk = s.recv(65536)
-                except (ConnectionResetError, socket.timeout):
-                    break
-                if not chunk:
-                    break
-                got += chunk
-            s.close()
+            got = send_and_read_to_close(port, data)
             # At most a TLS alert record (content type 21), never chat protocol text.
             self.assertTrue(got == b"" or got[:1] == b"\x15", got[:100])
 
@@ -857,21 +864,7 @@ class HostileProxy(RoomdTestCase):
 
         def one(i):
             data = bad[i % len(bad)] if i < 12 else rng.randbytes(2048)
-            s = socket.create_connection(("127.0.0.1", self.server.port), timeout=TIMEOUT)
-            try:
-                s.sendall(data)
-            except OSError:
-                pass
-            got = b""
-            while True:
-                try:
-                    chunk = s.recv(4096)
-                except (ConnectionResetError, socket.timeout):
-                    break
-                if not chunk:
-                    break
-                got += chunk
-            s.close()
+            got = send_and_read_to_close(self.server.port, data)
             self.assertEqual(got, b"", "answered a connection without a valid PROXY header")
 
         def run():
