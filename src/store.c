@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "registry.h"
 #include "store.h"
 
 static const struct store_ops *store = &store_memory_ops;
@@ -151,4 +152,11 @@ void store_room_heard(const char *room, int delta)
 {
     if (store->room_heard)
         store->room_heard(room, delta);
+}
+
+/* The registry is every store's local index of rooms and generations. */
+bool store_room_alive(const char *room, uint64_t uid)
+{
+    uint64_t now;
+    return registry_lookup(room, &now) && now == uid;
 }

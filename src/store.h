@@ -118,9 +118,6 @@ void store_check_listen(struct worker *w, const char *room, json_object *attrs, 
                         void *ctx);
 void store_room_view(struct worker *w, const char *room, uint64_t uid, long limit, store_cb cb,
                      void *ctx);
-/* Room NAME was deleted: drop it from the registry; its local members and
- * listeners hear "this room has been deleted" (both stores use it). */
-void store_local_room_deleted(const char *room);
 /* Run FN on the main thread once the store is fully working (Redis: the
  * bus subscription is confirmed); at once for the memory store. */
 void store_when_ready(void (*fn)(void));

@@ -1,11 +1,10 @@
 /* store_memory.c -- the embedded store: the registry is the whole truth.
  *
  * Each operation does its registry call and completes at once, on the
- * caller's thread, as store.h promises.  store_room_alive() and the
- * room-deleted notice are shared with the Redis store, which keeps the
- * registry as its local mirror. */
+ * caller's thread, as store.h promises; delivery is the local fan-out
+ * (fanout.c), as for the Redis store. */
+#include "fanout.h"
 #include "history.h"
-#include "msg.h"
 #include "registry.h"
 #include "store.h"
 #include "worker.h"
@@ -54,18 +53,12 @@ static void memory_room_view(struct worker *w, const char *room, uint64_t uid, l
     cb(&r, ctx);
 }
 
-bool store_room_alive(const char *room, uint64_t uid)
-{
-    uint64_t now;
-    return registry_lookup(room, &now) && now == uid;
-}
-
 static void memory_publish(struct worker *from, const char *room, uint64_t uid, struct msg *m,
                            uint64_t skip_serial, const char *skip_id, bool keep, store_cb cb,
                            void *ctx)
 {
     struct store_result r = {0};
-    r.offset = worker_fanout(from, room, uid, m, skip_serial, keep);
+    r.offset = fanout_publish(from, room, uid, m, skip_serial, keep);
     if (cb)
         cb(&r, ctx);
 }
@@ -75,26 +68,11 @@ static int memory_room_add(const char *room)
     return registry_add(room);
 }
 
-void store_local_room_deleted(const char *room)
-{
-    uint64_t uid;
-    if (!registry_del(room, &uid))
-        return;
-    json_object *notice =
-        msg_chat_json(json_object_new_string("this room has been deleted"), room, NULL);
-    struct msg *m = msg_new(notice);
-    json_object_put(notice);
-    if (m) {
-        worker_room_deleted(uid, m);
-        msg_unref(m);
-    }
-}
-
 static bool memory_room_del(const char *room)
 {
     if (!registry_lookup(room, NULL))
         return false;
-    store_local_room_deleted(room);
+    fanout_room_deleted(room);
     return true;
 }
 

@@ -15,11 +15,11 @@
  *   offsets reach each worker in order): the lock order is shard lock,
  *   stream lock, qlock.
  *
- * Fan-out: a message for a room becomes one job per worker that has local
- * recipients (the registry counts them), each job holding a reference to
- * the one serialized message.  On the worker it joins the room's batch for
- * the loop turn, which the flush event queues to each recipient as one
- * buffer (see "Batching"). */
+ * Fan-out (fanout.c): a message for a room becomes one job per worker that
+ * has local recipients, each holding a reference to the one serialized
+ * message.  On the worker it joins the room's batch for the loop turn,
+ * which the flush event queues to each recipient as one buffer (see
+ * "Batching"). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -442,10 +442,9 @@ static bool batched_add(struct worker *w, struct local_room *lr)
     return true;
 }
 
-/* M is for every local recipient of room UID but SKIP: into the room's
- * batch (a reference is taken).  Out of memory, it is queued at once,
- * after the batch, so nothing is lost or reordered. */
-static void deliver_local(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip)
+/* Into the room's batch (a reference is taken).  Out of memory, it is
+ * queued at once, after the batch, so nothing is lost or reordered. */
+void worker_deliver(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip)
 {
     struct local_room *lr = local_room_find(w, uid);
     if (!lr)
@@ -616,71 +615,6 @@ static void room_deleted_local(struct worker *w, uint64_t uid, struct msg *notic
     local_room_free(w, lr);
 }
 
-/* What registry_publish hands the fan-out: who publishes, what to skip,
- * and (out) the offset the message got. */
-struct fanout_ctx {
-    struct worker *from;
-    uint64_t uid;
-    uint64_t skip_serial;
-    uint64_t offset;
-    struct msg *local; /* for the publisher's own worker, after the lock */
-};
-
-/* Under the room's stream lock: one job per other worker that hears the
- * room, in offset order.  The publisher's own worker batches it after the
- * lock is released (a delivery may write to sockets, which is no work for
- * under a lock); deliver_local() puts it in offset order in the batch. */
-static void fanout_post(const bool *want, struct msg *m, void *arg)
-{
-    struct fanout_ctx *fc = arg;
-    fc->offset = m->offset;
-    for (int i = 0; i < nworkers; i++) {
-        if (!want[i])
-            continue;
-        if (&workers[i] == fc->from) {
-            fc->local = msg_ref(m);
-            continue;
-        }
-        struct job *job = malloc(sizeof(*job));
-        if (!job) {
-            log_error("out of memory in fan-out to worker %d", i);
-            continue;
-        }
-        job->type = JOB_DELIVER;
-        job->u.deliver.msg = msg_ref(m);
-        job->u.deliver.room_uid = fc->uid;
-        job->u.deliver.skip_serial = fc->skip_serial;
-        worker_post(&workers[i], job);
-    }
-}
-
-uint64_t worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *m,
-                       uint64_t skip_serial, bool keep)
-{
-    struct fanout_ctx fc = {.from = from, .uid = uid, .skip_serial = skip_serial};
-    if (!registry_publish(name, &fc.uid, m, keep, fanout_post, &fc))
-        return 0;
-    if (fc.local) {
-        deliver_local(from, fc.uid, fc.local, skip_serial);
-        msg_unref(fc.local);
-    }
-    return fc.offset;
-}
-
-void worker_room_deleted(uint64_t uid, struct msg *notice)
-{
-    for (int i = 0; i < nworkers; i++) {
-        struct job *job = malloc(sizeof(*job));
-        if (!job)
-            continue;
-        job->type = JOB_ROOM_DELETED;
-        job->u.deliver.msg = msg_ref(notice);
-        job->u.deliver.room_uid = uid;
-        job->u.deliver.skip_serial = 0;
-        worker_post(&workers[i], job);
-    }
-}
-
 struct conn *worker_find_conn(struct worker *w, uint64_t serial)
 {
     struct conn *c;
@@ -758,7 +692,7 @@ static void run_job(struct worker *w, struct job *job)
                      (struct sockaddr *)&job->u.conn.addr, (int)job->u.conn.addrlen);
         break;
     case JOB_DELIVER:
-        deliver_local(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);
+        worker_deliver(w, job->u.deliver.room_uid, job->u.deliver.msg, job->u.deliver.skip_serial);
         msg_unref(job->u.deliver.msg);
         break;
     case JOB_ROOM_DELETED:

@@ -106,16 +106,10 @@ void worker_post(struct worker *w, struct job *job);
 /* Run FN(w, ARG) on W's thread. */
 void worker_call(struct worker *w, job_fn fn, void *arg);
 
-/* Deliver MSG to every member and listener of room NAME (generation UID)
- * on every worker, except the connection SKIP_SERIAL.  The calling worker
- * FROM (or NULL off-worker) delivers to its own recipients at once; other
- * workers get one queue entry each.  Order per caller is kept.  With KEEP
- * (a say or a server broadcast) and history on, the room numbers and keeps
- * it: the offset it got comes back (0: none). */
-uint64_t worker_fanout(struct worker *from, const char *name, uint64_t uid, struct msg *msg,
-                       uint64_t skip_serial, bool keep);
-/* A room was deleted: tell every worker (one entry each, with NOTICE). */
-void worker_room_deleted(uint64_t uid, struct msg *notice);
+/* M is for every local recipient of room UID on W but the connection
+ * SKIP (0: none), on W's thread: into the room's batch of this loop turn
+ * (fanout.c hands it here and in JOB_DELIVER). */
+void worker_deliver(struct worker *w, uint64_t uid, struct msg *m, uint64_t skip);
 
 /* Queue every room's batch of this loop turn to its local recipients now
  * (W's thread).  The flush event does it at the end of each turn; a

@@ -9,7 +9,6 @@
 #include "log.h"
 #include "redis/link.h"
 
-
 /* Log in on a fresh blocking connection: AUTH with the password (and the
  * ACL user) when one is set, else a PING that shows whether Redis wants
  * one.  False, logged with the server named (never the password), when
@@ -69,8 +68,7 @@ static int64_t mono_ms(void)
 
 /* Run a command on the blocking link (reconnecting if needed); the reply
  * or NULL when Redis cannot be reached.  Call with sync_lock held. */
-redisReply *redis_sync_argv(struct redis_shard *sh, int argc, const char **argv,
-                             const size_t *lens)
+redisReply *redis_sync_argv(struct redis_shard *sh, int argc, const char **argv, const size_t *lens)
 {
     if (sh->sync_failed_at && mono_ms() - sh->sync_failed_at < REDIS_SYNC_HOLD_OFF_MS)
         return NULL;
@@ -114,7 +112,6 @@ redisReply *redis_sync_cmd(struct redis_shard *sh, int argc, const char **argv)
 }
 
 /* ------------------------------------------------------ async links */
-
 
 static void link_connect(struct redis_link *link);
 
@@ -259,7 +256,7 @@ bool redis_link_ready(const struct redis_link *link)
 
 /* A command whose callback gets PRIV; false when the link is down. */
 bool redis_link_argv(struct redis_link *link, redisCallbackFn *fn, void *priv, int argc,
-                      const char **argv, const size_t *lens)
+                     const char **argv, const size_t *lens)
 {
     if (!redis_link_ready(link))
         return false;
@@ -276,4 +273,3 @@ void redis_link_done(redisAsyncContext *ac)
     if (link && link->in_flight > 0)
         link->in_flight--;
 }
-

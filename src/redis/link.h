@@ -39,12 +39,12 @@ struct redis_shard {
     struct redis_endpoint ep;
     pthread_mutex_t sync_lock; /* the blocking link, shared by threads */
     redisContext *sync_ctx;
-    int64_t sync_failed_at;      /* monotonic ms; 0: healthy */
-    bool sync_auth_failed;       /* Redis refused our login */
+    int64_t sync_failed_at;              /* monotonic ms; 0: healthy */
+    bool sync_auth_failed;               /* Redis refused our login */
     struct redis_link *_Atomic bus_link; /* the subscriber, on the main thread (metrics read it) */
-    int64_t bus_up_since;        /* ms; the reaper waits a full timeout after */
-    _Atomic long subscriptions;  /* read by the metrics */
-    bool subscribed;             /* its bus was confirmed once: counts for ready */
+    int64_t bus_up_since;                /* ms; the reaper waits a full timeout after */
+    _Atomic long subscriptions;          /* read by the metrics */
+    bool subscribed;                     /* its bus was confirmed once: counts for ready */
 };
 
 struct redis_link {

@@ -105,8 +105,7 @@ int redis_url_parse(const char *url, size_t len, struct redis_endpoint *ep, char
     return 0;
 }
 
-int redis_url_list(const char *urls, struct redis_endpoint *eps, int max, char *err,
-                   size_t errlen)
+int redis_url_list(const char *urls, struct redis_endpoint *eps, int max, char *err, size_t errlen)
 {
     int n = 0;
     for (const char *p = urls;; n++) {

@@ -26,8 +26,7 @@ int redis_url_parse(const char *url, size_t len, struct redis_endpoint *ep, char
                     size_t errlen);
 /* Parse the comma-separated list URLS into EPS (at most MAX); the count,
  * or -1 with a reason in ERR. */
-int redis_url_list(const char *urls, struct redis_endpoint *eps, int max, char *err,
-                   size_t errlen);
+int redis_url_list(const char *urls, struct redis_endpoint *eps, int max, char *err, size_t errlen);
 /* URLS with every password replaced by "***", into OUT. */
 const char *redis_url_shown(const char *urls, char *out, size_t len);
 /* The password in file PATH (its first line) into OUT; 0, or -1 with a
