@@ -45,6 +45,12 @@ static struct redis_shard *subs_shards;
 static int subs_nshards;
 static redisCallbackFn *subs_reply_fn;
 static _Atomic long subs_confirmed;
+/* Rooms of each shard with a command in flight.  While a shard has any,
+ * its changed rooms wait on the dirty list and go out together when the
+ * last reply is in: a burst of joins (one worker turn counts them up while
+ * the main thread is already flushing the first) costs a command per
+ * round trip, not one per room. */
+static int subs_busy[REDIS_MAX_URLS];
 
 const char *redis_subs_channel(char *buf, size_t len, const char *room)
 {
@@ -52,7 +58,8 @@ const char *redis_subs_channel(char *buf, size_t len, const char *room)
     return buf;
 }
 
-/* Put R on the dirty list and have the main loop flush it (lock held). */
+/* Put R on the dirty list and have the main loop flush it, now or when its
+ * shard's command in flight is answered (lock held). */
 static void subs_mark(struct subs_room *r)
 {
     if (r->dirty)
@@ -60,7 +67,19 @@ static void subs_mark(struct subs_room *r)
     r->dirty = true;
     r->dirty_next = subs_dirty;
     subs_dirty = r;
-    if (subs_flush_ev)
+    if (subs_flush_ev && subs_busy[r->shard] == 0)
+        event_active(subs_flush_ev, EV_TIMEOUT, 0);
+}
+
+/* R's command is out (IN true) or answered or lost; the last answer of its
+ * shard lets the rooms that waited go (lock held). */
+static void subs_in_flight(struct subs_room *r, bool in)
+{
+    if (r->in_flight == in)
+        return;
+    r->in_flight = in;
+    subs_busy[r->shard] += in ? 1 : -1;
+    if (!in && subs_busy[r->shard] == 0 && subs_dirty && subs_flush_ev)
         event_active(subs_flush_ev, EV_TIMEOUT, 0);
 }
 
@@ -203,33 +222,44 @@ static void subs_cmd_send(struct redis_shard *sh, struct subs_cmd *c)
     *c = (struct subs_cmd){0};
 }
 
-/* The flush: every room whose wish changed this loop turn, and whose last
- * command was answered, goes into its shard's one SUBSCRIBE or one
- * UNSUBSCRIBE (a room still in flight is looked at again on its reply). */
+/* The flush: every room whose wish changed, and whose last command was
+ * answered, goes into its shard's one SUBSCRIBE or one UNSUBSCRIBE (a room
+ * still in flight is looked at again on its reply); the rooms of a shard
+ * with a command in flight stay dirty until its last reply (subs_busy). */
 static void subs_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct subs_cmd sub[REDIS_MAX_URLS] = {{0}}, unsub[REDIS_MAX_URLS] = {{0}};
     struct subs_waiter *ready = NULL;
     char ch[1024];
+    bool busy[REDIS_MAX_URLS];
     pthread_mutex_lock(&subs_lock);
-    struct subs_room *r = subs_dirty;
+    for (int i = 0; i < subs_nshards; i++)
+        busy[i] = subs_busy[i] > 0;
+    struct subs_room *r = subs_dirty, *later = NULL;
     subs_dirty = NULL;
     while (r) {
         struct subs_room *next = r->dirty_next;
-        r->dirty = false;
         struct redis_link *link = subs_shards[r->shard].bus_link;
-        bool want = r->refs > 0;
-        if (!r->in_flight && want != r->confirmed && link && link->up) {
+        bool want = r->refs > 0, up = link && link->up;
+        if (busy[r->shard] && up && !r->in_flight && want != r->confirmed) {
+            r->dirty_next = later; /* after its shard's command in flight */
+            later = r;
+            r = next;
+            continue;
+        }
+        r->dirty = false;
+        if (!r->in_flight && want != r->confirmed && up) {
             struct subs_cmd *c = want ? &sub[r->shard] : &unsub[r->shard];
             if ((c->argc > 0 || subs_cmd_add(c, want ? "SUBSCRIBE" : "UNSUBSCRIBE", false)) &&
                 subs_cmd_add(c, redis_subs_channel(ch, sizeof(ch), r->name), true))
-                r->in_flight = true;
+                subs_in_flight(r, true);
         }
         /* link down: the link's up handler subscribes what is wanted then */
         subs_collect(&ready, subs_settled(r, !link || !link->up));
         subs_maybe_free(r);
         r = next;
     }
+    subs_dirty = later;
     pthread_mutex_unlock(&subs_lock);
     for (int i = 0; i < subs_nshards; i++) {
         subs_cmd_send(&subs_shards[i], &sub[i]);
@@ -267,6 +297,7 @@ void redis_subs_stop(void)
         free(r);
     }
     subs_dirty = NULL;
+    memset(subs_busy, 0, sizeof(subs_busy));
     atomic_store(&subs_confirmed, 0);
     pthread_mutex_unlock(&subs_lock);
 }
@@ -284,10 +315,11 @@ void redis_subs_resubscribe(struct redis_shard *sh)
             continue;
         if (r->confirmed)
             atomic_fetch_sub(&subs_confirmed, 1);
-        r->confirmed = r->in_flight = false; /* a new connection: nothing yet */
+        r->confirmed = false; /* a new connection: nothing yet */
+        subs_in_flight(r, false);
         if (r->refs > 0 && (c.argc > 0 || subs_cmd_add(&c, "SUBSCRIBE", false)) &&
             subs_cmd_add(&c, redis_subs_channel(ch, sizeof(ch), r->name), true))
-            r->in_flight = true;
+            subs_in_flight(r, true);
         subs_collect(&ready, subs_settled(r, false));
         subs_maybe_free(r);
     }
@@ -316,7 +348,7 @@ bool redis_subs_reply(struct redis_shard *sh, const char *channel, size_t len, b
         if (r->confirmed != subscribed)
             atomic_fetch_add(&subs_confirmed, subscribed ? 1 : -1);
         r->confirmed = subscribed;
-        r->in_flight = false;
+        subs_in_flight(r, false);
         if ((r->refs > 0) != r->confirmed)
             subs_mark(r); /* the wish changed while the command was out */
         subs_collect(&ready, subs_settled(r, false));
@@ -339,7 +371,8 @@ void redis_subs_lost(struct redis_shard *sh)
             continue;
         if (r->confirmed)
             atomic_fetch_sub(&subs_confirmed, 1);
-        r->confirmed = r->in_flight = false;
+        r->confirmed = false;
+        subs_in_flight(r, false);
         subs_collect(&ready, subs_settled(r, true));
         subs_maybe_free(r);
     }

@@ -1,16 +1,20 @@
 """Helpers for the Redis-store tests: a real redis-server started and stopped by the test, a
-tiny RESP client to look inside it, and a cluster of roomd servers on one Redis.
+tiny RESP client to look inside it (and MONITOR it), a cluster of roomd servers on one Redis,
+and a proxy that makes Redis slow to answer a room's (UN)SUBSCRIBE.
 
 Only the Python standard library; waiting is always for a condition with a deadline.
 """
 
+import collections
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 from harness import RoomdTestCase, Server, _live_processes, free_port
@@ -304,6 +308,278 @@ class ShardedRedis:
 
     def log_text(self):
         return "\n".join(r.log_text() for r in self.shards)
+
+
+# ---------------------------------------------------------------------------------------------
+# A delaying proxy: Redis that is slow to confirm a room's subscription
+# ---------------------------------------------------------------------------------------------
+
+def parse_command(buf):
+    """The first client command in BUF as (args, bytes used), or None while it is incomplete.
+
+    RESP arrays of bulk strings (what hiredis sends); an inline command is one line."""
+    if not buf:
+        return None
+    if buf[:1] != b"*":
+        end = buf.find(b"\r\n")
+        return None if end < 0 else (buf[:end].split(), end + 2)
+    end = buf.find(b"\r\n")
+    if end < 0:
+        return None
+    n, at, args = int(buf[1:end]), end + 2, []
+    for _ in range(n):
+        end = buf.find(b"\r\n", at)
+        if end < 0:
+            return None
+        size = int(buf[at + 1:end])
+        if len(buf) < end + 2 + size + 2:
+            return None
+        args.append(buf[end + 2:end + 2 + size])
+        at = end + 2 + size + 2
+    return args, at
+
+
+class _ProxiedConnection:
+    """One client connection and its upstream one.  Replies flow back as they come; the
+    client's commands go up in order, each at its release time: from a held command on, no
+    byte goes up before the hold's end."""
+
+    def __init__(self, proxy, client, upstream):
+        self.proxy, self.client, self.upstream = proxy, client, upstream
+        self.queue = collections.deque()  # (release time, bytes, held), in order; None: EOF
+        self.cond = threading.Condition()
+        self.closed = False
+        self.last_release = 0.0
+        for target in (self._down, self._up_read, self._up_send):
+            threading.Thread(target=target, daemon=True).start()
+
+    def _down(self):
+        try:
+            while True:
+                data = self.upstream.recv(65536)
+                if not data:
+                    break
+                self.client.sendall(data)
+        except OSError:
+            pass
+        self.close()
+
+    def _up_read(self):
+        buf = b""
+        try:
+            while True:
+                data = self.client.recv(65536)
+                if not data:
+                    break
+                buf += data
+                while True:
+                    got = parse_command(buf)
+                    if got is None:
+                        break
+                    args, used = got
+                    self._queue(buf[:used], self.proxy.holds(args))
+                    buf = buf[used:]
+        except (OSError, ValueError):
+            pass
+        with self.cond:
+            self.queue.append((self.last_release, None, False))  # close after the rest
+            self.cond.notify_all()
+
+    def _queue(self, data, held):
+        now = time.monotonic()
+        with self.cond:
+            self.last_release = max(self.last_release, now + self.proxy.delay if held else now)
+            self.queue.append((self.last_release, data, held))
+            self.cond.notify_all()
+
+    def _up_send(self):
+        try:
+            while True:
+                with self.cond:
+                    while not self.queue and not self.closed:
+                        self.cond.wait()
+                    if self.closed:
+                        return
+                    release, data, held = self.queue[0]
+                    left = release - time.monotonic()
+                    if left > 0:
+                        self.cond.wait(left)
+                        continue
+                    self.queue.popleft()
+                if data is None:
+                    break
+                self.upstream.sendall(data)
+                if held:
+                    self.proxy.released()
+        except OSError:
+            pass
+        self.close()
+
+    def close(self):
+        with self.cond:
+            if self.closed:
+                return
+            self.closed = True
+            self.cond.notify_all()
+        for s in (self.client, self.upstream):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+
+class DelayingProxy:
+    """A TCP proxy on a free loopback port in front of the redis-server on UPSTREAM_PORT.
+
+    Both ways bytes pass unchanged, but a client command whose verb is in VERBS and that
+    names a room channel of PREFIX (PREFIX room:R:bus) is held for DELAY seconds, and with
+    it everything the connection sends after it (order kept).  Redis then confirms a room's
+    subscription DELAY late, as a busy or distant Redis would."""
+
+    def __init__(self, upstream_port, prefix, delay=0.3, verbs=("SUBSCRIBE",)):
+        self.upstream_port, self.delay = upstream_port, delay
+        self.verbs = {v.upper().encode() for v in verbs}
+        self.channel = re.compile(re.escape(prefix.encode()) + rb"room:.*:bus\Z", re.S)
+        self.lock = threading.Lock()
+        self.held_now = 0  # held commands not sent up yet
+        self.seen = []  # (VERB, [room channels]) of every held command, in order
+        self.conns = []
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self):
+        return "redis://127.0.0.1:%d" % self.port
+
+    def holds(self, args):
+        """Whether the command ARGS is one to hold (and then it is counted as seen)."""
+        if not args or args[0].upper() not in self.verbs:
+            return False
+        rooms = [a.decode() for a in args[1:] if self.channel.match(a)]
+        if not rooms:
+            return False
+        with self.lock:
+            self.seen.append((args[0].upper().decode(), rooms))
+            self.held_now += 1
+        return True
+
+    def released(self):
+        with self.lock:
+            self.held_now -= 1
+
+    def holding(self):
+        """How many held commands have not gone up yet."""
+        with self.lock:
+            return self.held_now
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.upstream_port), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            for s in (client, upstream):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            with self.lock:
+                self.conns.append(_ProxiedConnection(self, client, upstream))
+
+    def close(self):
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (close alone does not)
+        except OSError:
+            pass
+        self.listener.close()
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            c.close()
+
+
+class DelayingProxies:
+    """A DelayingProxy in front of each shard of REDIS (a RedisServer or a ShardedRedis);
+    url lists them in shard order, so a roomd on it sees the same store, only slower to
+    confirm its room subscriptions."""
+
+    def __init__(self, redis, prefix, delay=0.3, verbs=("SUBSCRIBE",)):
+        shards = getattr(redis, "shards", [redis])
+        self.proxies = [DelayingProxy(r.port, prefix, delay, verbs) for r in shards]
+
+    @property
+    def url(self):
+        return ",".join(p.url for p in self.proxies)
+
+    @property
+    def seen(self):
+        """(VERB, channels) of the held commands, per shard then in order."""
+        return [x for p in self.proxies for x in list(p.seen)]
+
+    def holding(self):
+        return sum(p.holding() for p in self.proxies)
+
+    def close(self):
+        for p in self.proxies:
+            p.close()
+
+
+class Monitor:
+    """MONITOR on one redis-server, read by a thread: the commands it runs, each as a list of
+    str arguments, from now on."""
+
+    _ARG = re.compile(r'"((?:[^"\\]|\\.)*)"')
+
+    def __init__(self, server):
+        self.sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        self.file = self.sock.makefile("rb")
+        if server.password:
+            self.sock.sendall(_encode(("AUTH", server.password)))
+            _read_reply(self.file)
+        self.sock.sendall(_encode(("MONITOR",)))
+        if _read_reply(self.file) != b"OK":
+            raise AssertionError("MONITOR refused")
+        self.sock.settimeout(None)
+        self.lock = threading.Lock()
+        self.commands = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        # Each line: +TIME [DB ADDR] "VERB" "ARG" ... (arguments quoted, \ escapes inside).
+        try:
+            for line in self.file:
+                text = line.decode("utf-8", "replace")
+                args = [self._unquote(a) for a in self._ARG.findall(text)]
+                with self.lock:
+                    self.commands.append(args)
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _unquote(text):
+        return re.sub(r'\\(x[0-9a-fA-F]{2}|.)',
+                      lambda m: chr(int(m.group(1)[1:], 16)) if m.group(1)[0] == "x"
+                      else {"n": "\n", "r": "\r", "t": "\t"}.get(m.group(1), m.group(1)),
+                      text)
+
+    def seen(self, verb):
+        """The commands VERB (any case) seen so far."""
+        with self.lock:
+            return [c for c in self.commands if c and c[0].upper() == verb.upper()]
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
 
 
 # ---------------------------------------------------------------------------------------------
