@@ -128,7 +128,7 @@ static void link_schedule_retry(struct redis_link *link)
 static void link_up(struct redis_link *link)
 {
     link->up = true;
-    link->backoff_ms = REDIS_BACKOFF_MIN_MS;
+    link->up_since = mono_ms();
     log_info("redis (%s): connected to %s", link->name, link->shard->ep.shown);
     if (link->shard->ep.db)
         redisAsyncCommand(link->ac, NULL, NULL, "SELECT %d", link->shard->ep.db);
@@ -187,9 +187,17 @@ static void on_link_disconnect(const redisAsyncContext *ac, int status)
     link->in_flight = 0;
     if (status != REDIS_OK || link->auth_failed) {
         link->auth_failed = false;
-        log_warn("redis (%s): connection lost: %s", link->name, ac->errstr);
+        /* Redis refusing what the link sends (NOPERM: an ACL user without
+         * the channels) closes it at once: back off as for a dead server. */
+        if (link->up_since && mono_ms() - link->up_since >= REDIS_BACKOFF_MAX_MS)
+            link->backoff_ms = REDIS_BACKOFF_MIN_MS;
+        log_warn("redis (%s): connection lost: %s%s", link->name, ac->errstr,
+                 strncmp(ac->errstr, "NOPERM", 6) == 0
+                     ? " (the ACL user needs the channels of redis_prefix: &PREFIX* or allchannels)"
+                     : "");
         link_schedule_retry(link);
     }
+    link->up_since = 0;
 }
 
 static void on_link_retry(evutil_socket_t fd, short what, void *arg)

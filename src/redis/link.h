@@ -54,7 +54,8 @@ struct redis_link {
     redisAsyncContext *ac;
     struct event *retry_ev;
     int backoff_ms;
-    _Atomic bool up; /* read by the metrics of the admin thread */
+    _Atomic bool up;  /* read by the metrics of the admin thread */
+    int64_t up_since; /* monotonic ms while up: one lost soon after keeps backing off */
     long in_flight;
     bool auth_failed; /* closed by us after a refused AUTH: retry later */
     void (*on_up)(struct redis_link *link);

@@ -4,10 +4,12 @@
  * shard (roomd-redis(7) "CHANNELS").  This server subscribes to it only
  * while it has local recipients (members or listeners) of R: workers count
  * their rooms up and down (redis_subs_ref, any thread), and the subscriber
- * thread (main) sends what changed in one loop turn as one SUBSCRIBE and
- * one UNSUBSCRIBE per shard.  What is wanted (the count) and what Redis
- * confirmed are kept apart, with at most one command per room in flight,
- * so join -> leave -> join before a reply still ends subscribed.
+ * thread (main) sends what changed as one SUBSCRIBE and one UNSUBSCRIBE
+ * per shard: at once when the shard has no command out, else together once
+ * its last reply is in (a burst of joins costs a command per round trip,
+ * not one per room).  What is wanted (the count) and what Redis confirmed
+ * are kept apart, with at most one command per room in flight, so join ->
+ * leave -> join before a reply still ends subscribed.
  *
  * A joiner's stream read waits until the room's subscription is confirmed
  * (redis_subs_when_active): from then on the bus misses nothing of the

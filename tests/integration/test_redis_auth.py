@@ -3,18 +3,21 @@
 PASSWORD@ (a Redis 6 ACL user) and redis_password_file log roomd in; a wrong or missing
 password is reported as an authentication failure naming the server, at start-up (roomd exits)
 and on a reconnection (logged, retried with back-off, working again once the password fits);
-the password never shows in the log, /metrics or /api/stats.
+the password never shows in the log, /metrics or /api/stats.  An ACL user without the channels
+(Redis 7's default, resetchannels) is told what it lacks, and its link backs off.
 """
 
+import datetime
 import json
 import os
 import tempfile
+import threading
 
 from redis_harness import RedisTestCase, skip_without_redis, wait_for
 
 skip_without_redis()
 
-from harness import Server, chat, main  # noqa: E402
+from harness import Server, chat, free_port, main  # noqa: E402
 from test_history import metrics_text  # noqa: E402
 
 NO_ROOMS = dict(starting_rooms="", default_room="")
@@ -80,6 +83,35 @@ class RedisAuth(RedisTestCase):
         line = bad.wait_log("authentication failed")
         self.assertIn("127.0.0.1:%d" % self.redis.port, line)
         self.assert_no_secret(bad, "wrong-one-77")
+
+    def test_acl_user_without_channels_is_told_and_backs_off(self):
+        self.redis.command("ACL", "SETUSER", "nochan", "on", ">" + SECRET + "n", "~*",
+                           "resetchannels", "+@all")
+        self.addCleanup(self.redis.command, "ACL", "DELUSER", "nochan")
+        server = Server(start=False, store=self.url("nochan:" + SECRET + "n"),
+                        redis_prefix=self.prefix, server_id="nochan", **NO_ROOMS)
+        server.port, server.admin_port = free_port(), free_port()
+        server.READY_TIMEOUT = 5  # it never gets ready: _launch kills it then
+
+        def launch():
+            try:
+                server._launch()
+            except AssertionError:
+                pass
+        t = threading.Thread(target=launch)
+        t.start()
+        self.addCleanup(t.join)
+
+        def refused():
+            lines = [l for l in list(server.stderr_lines) if "NOPERM" in l]
+            return lines if len(lines) >= 4 else None
+        lines = wait_for(refused, 5, "four refused subscriptions")
+        self.assertIn("&PREFIX* or allchannels", lines[0])
+        # Each retry waits twice as long (100, 200, 400 ms), not 100 ms each time.
+        at = [datetime.datetime.strptime(l[:23], "%Y-%m-%d %H:%M:%S.%f") for l in lines[:4]]
+        self.assertGreaterEqual((at[3] - at[0]).total_seconds(), 0.6, lines[:4])
+        self.assertFalse(any("roomd ready" in l for l in server.stderr_lines))
+        self.assert_no_secret(server, SECRET + "n")
 
     def test_wrong_password_is_reported_not_retried_in_silence(self):
         bad = self.failed_start(store=self.url(":not-the-pw-42"), redis_wait=True)
