@@ -49,6 +49,13 @@ struct redis_op {
     void *ctx;
 };
 
+/* An operation that fails before it reaches Redis answers at once. */
+static void answer_err(store_cb cb, void *ctx, enum roomd_err err)
+{
+    struct store_result res = {.err = err};
+    cb(&res, ctx);
+}
+
 static struct redis_op *op_new(struct worker *w, const char *room, const char *id, store_cb cb,
                                void *ctx)
 {
@@ -164,8 +171,7 @@ static void join_or_listen(struct worker *w, const char *room, const char *id, j
 {
     struct redis_op *op = op_new(w, room, id, cb, ctx);
     if (!op) {
-        struct store_result res = {.err = ERR_STORE_UNAVAILABLE};
-        cb(&res, ctx);
+        answer_err(cb, ctx, ERR_STORE_UNAVAILABLE);
         return;
     }
     op->attrs = attrs;
@@ -271,14 +277,12 @@ void redis_room_view(struct worker *w, const char *room, uint64_t uid, long limi
                      void *ctx)
 {
     if (!store_room_alive(room, uid)) {
-        struct store_result res = {.err = ERR_ROOM_NOT_FOUND};
-        cb(&res, ctx);
+        answer_err(cb, ctx, ERR_ROOM_NOT_FOUND);
         return;
     }
     struct redis_op *op = op_new(w, room, NULL, cb, ctx);
     if (!op) {
-        struct store_result res = {.err = ERR_STORE_UNAVAILABLE};
-        cb(&res, ctx);
+        answer_err(cb, ctx, ERR_STORE_UNAVAILABLE);
         return;
     }
     op->uid = uid;
