@@ -312,8 +312,10 @@ class PerRoomSubscriptions(RedisTestCase):
         x = self.client(b)
         path = "/api/connections/%s/room" % room_path(x.id)
         self.assertEqual(b.admin_ok("PUT", path, {"room": "jl"}), {"added": True})
+        # The subscriber sends the SUBSCRIBE in its own loop turn: leave once it is out (a
+        # leave before it would only mean no command at all).
+        wait_for(lambda: proxy.seen == [("SUBSCRIBE", [ch])], 5, "B's SUBSCRIBE of jl")
         self.assertEqual(b.admin_ok("DELETE", path), {"removed": True})
-        self.assertEqual(proxy.seen, [("SUBSCRIBE", [ch])])
         self.assertEqual(proxy.holding(), 1, "the leave came after Redis had answered")
         # Once Redis confirmed the SUBSCRIBE, B must take it back.
         wait_for(lambda: proxy.seen == [("SUBSCRIBE", [ch]), ("UNSUBSCRIBE", [ch])], 5,
