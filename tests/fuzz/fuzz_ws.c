@@ -95,6 +95,7 @@ static void check_reply(const struct ws_http_reply *r)
         break;
     case 200:
     case 400:
+    case 403: /* an Origin websocket_origins does not allow */
     case 404:
     case 405:
         if (!r->body || !r->body_len)
